@@ -46,7 +46,13 @@ def slice_model(adapter: EncoderAdapter, head_mask: torch.Tensor, neuron_mask: t
     shape = adapter.shape()
     for index, layer in enumerate(adapter.layers()):
         parts = adapter.parts(layer)
-        if parts.query is None or parts.ffn_input is None:
+        unsliced = (
+            parts.query is not None
+            and parts.ffn_input is not None
+            and parts.query.out_features == shape.num_heads * shape.head_size
+            and parts.ffn_input.out_features == shape.intermediate_size
+        )
+        if not unsliced:
             raise ValueError(f"layer {index} is already sliced; slice_model takes an unsliced model")
 
         kept_heads = torch.nonzero(head_mask[index]).flatten()
