@@ -11,8 +11,8 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import shutil
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -62,12 +62,13 @@ def run_finetune(config: ExperimentConfig, paths: ExperimentPaths, force: bool =
     if not force and is_up_to_date(paths.finetune_record, key, [paths.finetuned_model]):
         logger.info("fine-tuning is up to date (%s)", paths.finetune_record)
         return require_record(paths.finetune_record, key, "finetune")
-    save_resolved_config(config, paths)
 
     tokenizer = load_tokenizer(config.model.source, config.model.revision)
     task = make_task(config, tokenizer)
     model = load_model(config.model.source, task.kind, task.num_labels, config.model.revision, require_trained_head=False)
-    summary = finetune(model, task.train_set(), config, paths.finetune_checkpoint)
+    train = task.train_set()
+    save_resolved_config(config, paths)
+    summary = finetune(model, train, config, paths.finetune_checkpoint)
     metrics = task.evaluate(model, config.eval.batch_size, desc="evaluate fine-tuned")
     logger.info("fine-tuned model on dev: %s", metrics)
 
@@ -83,8 +84,6 @@ def run_finetune(config: ExperimentConfig, paths: ExperimentPaths, force: bool =
     }
     atomic_write_json(paths.finetune_record, record)
     if paths.finetune_checkpoint.exists():
-        import shutil
-
         shutil.rmtree(paths.finetune_checkpoint)
     return record
 
@@ -128,7 +127,6 @@ def run_prune(config: ExperimentConfig, paths: ExperimentPaths, force: bool = Fa
         return require_record(paths.prune_record, key, "prune")
     if config.finetune.enabled:
         require_record(paths.finetune_record, finetune_key(config), "finetune")
-    save_resolved_config(config, paths)
     settings = config.prune
     source = dense_model_source(config, paths)
     timings: dict[str, float] = {}
@@ -140,6 +138,7 @@ def run_prune(config: ExperimentConfig, paths: ExperimentPaths, force: bool = Fa
     shape = adapter.shape()
 
     calibration = calibration_set(task, settings.num_samples, config.seed)
+    save_resolved_config(config, paths)
     seq_len, seq_len_source = _sequence_length(config, task)
     cost = MacCostModel.for_shape(shape, seq_len)
     logger.info("MAC model at sequence length %.2f (%s)", seq_len, seq_len_source)
@@ -262,6 +261,3 @@ def run_prune(config: ExperimentConfig, paths: ExperimentPaths, force: bool = Fa
     )
     return record
 
-
-def ensure_parent(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)

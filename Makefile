@@ -1,0 +1,55 @@
+# bertprune: one target per stage of the pipeline. Every target takes EXPERIMENT=<name>, the
+# path of an experiment file below experiments/ without .yaml (default: default), and skips
+# stages whose outputs are up to date, so rerunning a target is cheap.
+
+EXPERIMENT ?= default
+CONFIG := experiments/$(EXPERIMENT).yaml
+RESULTS ?= results
+VENV ?= .venv
+PYTHON := $(VENV)/bin/python
+# Extra arguments for the stage scripts, e.g. ARGS="--force" or ARGS="--set prune.constraint=0.5".
+ARGS ?=
+# Extra arguments for pytest, e.g. PYTEST_ARGS="-k stages".
+PYTEST_ARGS ?=
+STAGE = --experiment $(CONFIG) --results-dir $(RESULTS) $(ARGS)
+
+.PHONY: install lock finetune prune eval mlperf compare all test clean
+
+# The virtual environment, rebuilt when the lock file changes.
+$(VENV)/.installed: requirements.lock pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet -r requirements.lock
+	$(VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+install: $(VENV)/.installed
+
+# Regenerate requirements.lock from requirements.in in a scratch environment.
+lock:
+	rm -rf .lock-venv && python3 -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet -r requirements.in
+	.lock-venv/bin/pip freeze --exclude-editable | sed 's/^torch==\([0-9.]*\)+cpu$$/torch==\1/' > requirements.lock
+	rm -rf .lock-venv
+
+finetune: install
+	$(PYTHON) scripts/finetune.py $(STAGE)
+
+prune: finetune
+	$(PYTHON) scripts/prune.py $(STAGE)
+
+eval: prune
+	$(PYTHON) scripts/eval.py $(STAGE)
+
+mlperf: eval
+	$(PYTHON) scripts/mlperf.py $(STAGE)
+
+compare: install
+	$(PYTHON) scripts/compare.py $(STAGE)
+
+all: finetune prune eval mlperf compare
+
+test: install
+	$(PYTHON) -m pytest tests $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(RESULTS)/$(EXPERIMENT)
