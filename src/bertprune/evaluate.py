@@ -109,7 +109,7 @@ def format_table(record: dict[str, Any]) -> str:
         ["heads kept", sum(dense["heads_per_layer"]), sum(pruned["heads_per_layer"])],
         ["neurons kept", sum(dense["neurons_per_layer"]), sum(pruned["neurons_per_layer"])],
     ]
-    table = tabulate(rows, headers=["", "dense", "pruned"], tablefmt="github")
+    table = tabulate(rows, headers=["", "dense", "pruned"], tablefmt="github", disable_numparse=True)
     footer = (
         f"\n{record['experiment']}: constraint {record['constraint']}, kept {100 * record['kept_mac_fraction']:.1f}% "
         f"of encoder MACs, masked vs sliced max abs diff {record['sanity']['masked_vs_sliced_max_abs_diff']:.2g}, "
