@@ -318,3 +318,10 @@ def test_unsupported_architecture_named():
     model = GPT2Model(GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=20))
     with pytest.raises(ValueError, match="supports model_type bert, roberta, distilbert"):
         get_adapter(model)
+
+
+def test_mask_shape_mismatch_rejected():
+    model = tiny_bert()
+    with pytest.raises(ValueError, match=r"head mask has shape \(3, 5\), the model needs \(3, 4\)"):
+        with apply_masks(get_adapter(model), torch.ones(3, 5), None):
+            pass

@@ -40,8 +40,8 @@ class LayerParts:
 class AttentionPassThrough(nn.Module):
     """An attention sublayer with every head pruned: only the output projection's bias remains.
 
-    With `norm` (BERT) it returns LayerNorm(residual + bias) as BertAttention does; without it
-    (DistilBERT, whose block adds the residual and normalises) it returns the bias alone.
+    With `norm` (BERT) it returns LayerNorm(residual + bias), as BertAttention does. Without it
+    (DistilBERT) it returns the bias alone, because the DistilBERT block adds the residual and normalises.
     """
 
     def __init__(self, bias: torch.Tensor, norm: nn.LayerNorm | None):

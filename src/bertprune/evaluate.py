@@ -1,9 +1,9 @@
 """The eval stage: the dense and the pruned model on the task's dev set, side by side.
 
 `metrics.json` holds, for each model, the task metric, encoder parameters, encoder MACs under
-the pruning stage's cost model, and the heads and neurons kept per layer; then the constraint,
-the per-stage pruning time, the masked-vs-sliced check and provenance. The schema is documented
-in docs/metrics-schema.md.
+the pruning stage's cost model, and the heads and neurons kept per layer. It also records the
+constraint, the per-stage pruning time, the masked-vs-sliced check and provenance. The schema is
+documented in docs/metrics-schema.md.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Where an experiment's outputs live, and when a finished stage can be skipped.
+"""Output paths of an experiment, and the rule for skipping a finished stage.
 
 Each stage writes a JSON record whose `stage_key` hashes the configuration sections it depends
 on and the keys of the stages before it. A rerun skips a stage whose record exists with the same

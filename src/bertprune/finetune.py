@@ -90,7 +90,7 @@ def finetune(model: torch.nn.Module, train: EncodedSet, config: ExperimentConfig
     progress = tqdm(total=total_steps, initial=step, desc="fine-tune", unit="step")
     epoch = step // steps_per_epoch
     while step < total_steps:
-        # Each epoch's order depends only on the seed and the epoch, so a resumed run sees the same batches.
+        # Each epoch's order depends only on the seed and the epoch, so a resumed run gets the same batches.
         batches = train.batches(settings.batch_size, with_labels=True, shuffle=True, seed=config.seed + epoch)
         for index, batch in enumerate(batches):
             if epoch * steps_per_epoch + index < step:

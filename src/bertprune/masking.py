@@ -47,6 +47,7 @@ def apply_masks(
     the importance stage differentiates the loss with respect to them. None leaves that kind of
     unit unmasked. The model must be unsliced: masks index the original heads and neurons.
     """
+    check_mask_shapes(adapter, head_mask, neuron_mask)
     shape = adapter.shape()
     handles = []
     try:
@@ -64,12 +65,12 @@ def apply_masks(
             handle.remove()
 
 
-def check_mask_shapes(adapter: EncoderAdapter, head_mask: torch.Tensor, neuron_mask: torch.Tensor) -> None:
+def check_mask_shapes(adapter: EncoderAdapter, head_mask: torch.Tensor | None, neuron_mask: torch.Tensor | None) -> None:
     """Raise ValueError when the masks do not match the encoder's layers, heads and neurons."""
     shape = adapter.shape()
     expected_heads = (shape.num_layers, shape.num_heads)
     expected_neurons = (shape.num_layers, shape.intermediate_size)
-    if tuple(head_mask.shape) != expected_heads:
+    if head_mask is not None and tuple(head_mask.shape) != expected_heads:
         raise ValueError(f"head mask has shape {tuple(head_mask.shape)}, the model needs {expected_heads}")
-    if tuple(neuron_mask.shape) != expected_neurons:
+    if neuron_mask is not None and tuple(neuron_mask.shape) != expected_neurons:
         raise ValueError(f"neuron mask has shape {tuple(neuron_mask.shape)}, the model needs {expected_neurons}")

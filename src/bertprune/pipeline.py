@@ -1,6 +1,6 @@
 """The fine-tune and prune stages of an experiment, as `make finetune` and `make prune` run them.
 
-Pruning follows the paper: mask gradients and Fisher importance on the calibration sample, the
+Pruning follows Kwon et al. (NeurIPS 2022): mask gradients and Fisher importance on the calibration sample, the
 search under the MAC budget (and at sqrt(constraint) for the tuning teacher), per-layer
 rearrangement, layer-wise least-squares tuning, and then physical slicing. Before the sliced
 model is saved, it must reproduce the masked model's outputs; that difference is recorded.

@@ -46,7 +46,7 @@ class TuningOptions:
 
 @dataclass
 class SublayerFit:
-    """How one sublayer's least-squares fit went; `applied` is False when its binary mask was kept."""
+    """Outcome of one sublayer's least-squares fit; `applied` is False when its binary mask was kept."""
 
     layer: int
     sublayer: str  # "attention" or "ffn"
