@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from tiny import padded_batches, tiny_bert, tiny_distilbert
+from tiny import padded_batches, tiny_bert, tiny_distilbert, tiny_roberta
 
 from bertprune.arch import get_adapter
 from bertprune.cost import MacCostModel
@@ -17,7 +17,7 @@ from bertprune.search import search_masks
 from bertprune.slicing import encoder_parameter_count, slice_model
 from bertprune.tuning import TuningOptions, _fit, tune_masks
 
-MODELS = {"bert": tiny_bert, "distilbert": tiny_distilbert}
+MODELS = {"bert": tiny_bert, "distilbert": tiny_distilbert, "roberta": tiny_roberta}
 
 
 def _inputs(batches):
@@ -25,7 +25,7 @@ def _inputs(batches):
 
 
 def _batches_for(name, **kwargs):
-    return padded_batches(token_type_ids=name == "bert", **kwargs)
+    return padded_batches(token_type_ids=name != "distilbert", **kwargs)
 
 
 # Stage 1: mask gradients

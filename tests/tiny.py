@@ -67,3 +67,23 @@ def padded_batches(num_batches=4, batch_size=6, max_len=20, num_labels=2, seed=0
             batch["labels"] = torch.randint(0, num_labels, (batch_size,), generator=generator)
         batches.append(batch)
     return batches
+
+
+def tiny_roberta(num_labels: int = 2, seed: int = 0):
+    from transformers import RobertaConfig, RobertaForSequenceClassification
+
+    torch.manual_seed(seed)
+    config = RobertaConfig(
+        vocab_size=VOCAB_SIZE,
+        hidden_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        intermediate_size=48,
+        max_position_embeddings=64,
+        num_labels=num_labels,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        initializer_range=0.2,
+        pad_token_id=0,
+    )
+    return RobertaForSequenceClassification(config).eval()

@@ -203,7 +203,8 @@ def run_prune(config: ExperimentConfig, paths: ExperimentPaths, force: bool = Fa
     sliced_adapter = get_adapter(sliced)
     slice_model(sliced_adapter, final_head, final_neuron)
     timings["slice"] = time.perf_counter() - started
-    dev_batches = _without_labels(task.dev_set().select(range(SANITY_BATCHES * SANITY_BATCH_SIZE)), SANITY_BATCH_SIZE)
+    dev = task.dev_set()
+    dev_batches = _without_labels(dev.select(range(min(len(dev), SANITY_BATCHES * SANITY_BATCH_SIZE))), SANITY_BATCH_SIZE)
     difference = masked_vs_sliced_difference(model, sliced, adapter, final_head, final_neuron, dev_batches)
     logger.info("masked vs sliced model: max abs output difference %.3g", difference)
 
