@@ -1,4 +1,4 @@
-"""Tiny random BERT and DistilBERT models and padded batches for fast stage tests."""
+"""Tiny random BERT, RoBERTa and DistilBERT models and padded batches for fast stage tests."""
 
 import torch
 from transformers import (
@@ -11,22 +11,24 @@ from transformers import (
 
 VOCAB_SIZE = 120
 
+# Shared by the BERT and RoBERTa configs: 3 layers of 4 heads of size 8 and 48 FFN neurons, no
+# dropout, and a wide initialisation so that masking changes the logits noticeably.
+BERT_LIKE = dict(
+    vocab_size=VOCAB_SIZE,
+    hidden_size=32,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    intermediate_size=48,
+    max_position_embeddings=64,
+    hidden_dropout_prob=0.0,
+    attention_probs_dropout_prob=0.0,
+    initializer_range=0.2,
+)
+
 
 def tiny_bert(num_labels: int = 2, seed: int = 0, attn_implementation: str = "sdpa", question_answering=False):
     torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=VOCAB_SIZE,
-        hidden_size=32,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        intermediate_size=48,
-        max_position_embeddings=64,
-        num_labels=num_labels,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-        attn_implementation=attn_implementation,
-        initializer_range=0.2,
-    )
+    config = BertConfig(**BERT_LIKE, num_labels=num_labels, attn_implementation=attn_implementation)
     model_class = BertForQuestionAnswering if question_answering else BertForSequenceClassification
     return model_class(config).eval()
 
@@ -73,17 +75,6 @@ def tiny_roberta(num_labels: int = 2, seed: int = 0):
     from transformers import RobertaConfig, RobertaForSequenceClassification
 
     torch.manual_seed(seed)
-    config = RobertaConfig(
-        vocab_size=VOCAB_SIZE,
-        hidden_size=32,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        intermediate_size=48,
-        max_position_embeddings=64,
-        num_labels=num_labels,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-        initializer_range=0.2,
-        pad_token_id=0,
-    )
+    # Padding id 0 as in the BERT batches, so that RoBERTa's position ids skip the same tokens.
+    config = RobertaConfig(**BERT_LIKE, num_labels=num_labels, pad_token_id=0)
     return RobertaForSequenceClassification(config).eval()

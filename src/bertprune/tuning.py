@@ -180,6 +180,60 @@ def _fit(
     return None, fit
 
 
+def _head_terms(weight: torch.Tensor, kept_heads: torch.Tensor, shape):
+    """Return a function of (head contexts [n, H·d_h], residuals [n, d]) giving AᵀA and AᵀB for the kept heads."""
+    heads_weight = weight.detach().view(shape.hidden_size, shape.num_heads, shape.head_size)[:, kept_heads]
+
+    def terms(context: torch.Tensor, residual: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        heads = context.view(context.shape[0], shape.num_heads, shape.head_size)[:, kept_heads]
+        contributions = torch.einsum("nhk,dhk->nhd", heads, heads_weight)
+        ata = torch.einsum("nhd,ngd->hg", contributions, contributions).double().numpy()
+        atb = torch.einsum("nhd,nd->h", contributions, residual).double().numpy()
+        return ata, atb
+
+    return terms
+
+
+def _neuron_terms(weight: torch.Tensor, kept_neurons: torch.Tensor):
+    """Return a function of (activations [n, F], residuals [n, d]) giving AᵀA and AᵀB for the kept neurons."""
+    kept_weight = weight.detach()[:, kept_neurons].double()  # [d, n]
+    weight_gram = (kept_weight.T @ kept_weight).numpy()
+
+    def terms(activations: torch.Tensor, residual: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        kept = activations[:, kept_neurons].double()
+        ata = (kept.T @ kept).numpy() * weight_gram
+        atb = (kept * (residual.double() @ kept_weight)).sum(0).numpy()
+        return ata, atb
+
+    return terms
+
+
+def _normal_equations(
+    layer, layer_inputs, student_states, targets, unit_input_module, norm_module, student, terms, cls_only
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Run the student layer over every batch and sum AᵀA, AᵀB and |B|² for one sublayer.
+
+    The units' inputs are captured before the mask hook scales them, and B is the teacher's
+    pre-LayerNorm output minus the student's.
+    """
+    adapter, head_scale, neuron_scale = student
+    ata, atb, residual_norm = 0.0, 0.0, 0.0
+    unit_inputs, norm_inputs = _Capture(unit_input_module), _Capture(norm_module)
+    try:
+        with torch.no_grad(), apply_masks(adapter, head_scale, neuron_scale):
+            for item, hidden, target in zip(layer_inputs, student_states, targets):
+                _run_layer(layer, item, hidden)
+                inputs = _select_tokens(unit_inputs.pop(), item.token_mask, cls_only)
+                residual = _select_tokens(target - norm_inputs.pop(), item.token_mask, cls_only)
+                batch_ata, batch_atb = terms(inputs, residual)
+                ata, atb = ata + batch_ata, atb + batch_atb
+                residual_norm += residual.double().pow(2).sum().item()
+    finally:
+        unit_inputs.remove()
+        norm_inputs.remove()
+    return ata, atb, residual_norm
+
+
 def tune_masks(
     model: torch.nn.Module,
     adapter: EncoderAdapter,
@@ -223,26 +277,13 @@ def tune_masks(
             ffn_norm_in.remove()
 
         # Attention: columns are the kept heads' contributions to the output projection.
+        student = (adapter, head_scale, neuron_scale)
         if len(kept_heads) and (index > 0 or options.tune_first_layer_attention):
-            ata = np.zeros((len(kept_heads), len(kept_heads)))
-            atb = np.zeros(len(kept_heads))
-            residual_norm = 0.0
-            context_in, norm_in = _Capture(parts.attention_output), _Capture(parts.attention_norm)
-            try:
-                with torch.no_grad(), apply_masks(adapter, head_scale, neuron_scale):
-                    for item, hidden, target in zip(layer_inputs, student_states, attention_targets):
-                        _run_layer(layer, item, hidden)
-                        context = _select_tokens(context_in.pop(), item.token_mask, cls_only=False)
-                        residual = _select_tokens(target - norm_in.pop(), item.token_mask, cls_only=False)
-                        heads = context.view(context.shape[0], shape.num_heads, shape.head_size)[:, kept_heads]
-                        weight = parts.attention_output.weight.detach().view(shape.hidden_size, shape.num_heads, shape.head_size)
-                        contributions = torch.einsum("nhk,dhk->nhd", heads, weight[:, kept_heads])
-                        ata += torch.einsum("nhd,ngd->hg", contributions, contributions).double().numpy()
-                        atb += torch.einsum("nhd,nd->h", contributions, residual).double().numpy()
-                        residual_norm += residual.double().pow(2).sum().item()
-            finally:
-                context_in.remove()
-                norm_in.remove()
+            terms = _head_terms(parts.attention_output.weight, kept_heads, shape)
+            ata, atb, residual_norm = _normal_equations(
+                layer, layer_inputs, student_states, attention_targets, parts.attention_output, parts.attention_norm,
+                student, terms, cls_only=False,
+            )
             scales, fit = _fit(index, "attention", ata, atb, residual_norm, options)
             fits.append(fit)
             if scales is not None:
@@ -252,26 +293,11 @@ def tune_masks(
 
         # FFN: columns are the kept neurons' activations times their columns of W2.
         if len(kept_neurons):
-            cls_only = options.cls_only_last_ffn and last_layer
-            ata = np.zeros((len(kept_neurons), len(kept_neurons)))
-            atb = np.zeros(len(kept_neurons))
-            residual_norm = 0.0
-            weight = parts.ffn_output.weight.detach()[:, kept_neurons].double()  # [d, n]
-            weight_gram = (weight.T @ weight).numpy()
-            activations_in, norm_in = _Capture(parts.ffn_output), _Capture(parts.ffn_norm)
-            try:
-                with torch.no_grad(), apply_masks(adapter, head_scale, neuron_scale):
-                    for item, hidden, target in zip(layer_inputs, student_states, ffn_targets):
-                        _run_layer(layer, item, hidden)
-                        activations = _select_tokens(activations_in.pop(), item.token_mask, cls_only)
-                        residual = _select_tokens(target - norm_in.pop(), item.token_mask, cls_only)
-                        activations = activations[:, kept_neurons].double()
-                        ata += (activations.T @ activations).numpy() * weight_gram
-                        atb += (activations * (residual.double() @ weight)).sum(0).numpy()
-                        residual_norm += residual.double().pow(2).sum().item()
-            finally:
-                activations_in.remove()
-                norm_in.remove()
+            terms = _neuron_terms(parts.ffn_output.weight, kept_neurons)
+            ata, atb, residual_norm = _normal_equations(
+                layer, layer_inputs, student_states, ffn_targets, parts.ffn_output, parts.ffn_norm,
+                student, terms, cls_only=options.cls_only_last_ffn and last_layer,
+            )
             scales, fit = _fit(index, "ffn", ata, atb, residual_norm, options)
             fits.append(fit)
             if scales is not None:
