@@ -13,7 +13,9 @@ ARGS ?=
 PYTEST_ARGS ?=
 STAGE = --experiment $(CONFIG) --results-dir $(RESULTS) $(ARGS)
 
-.PHONY: install lock finetune prune eval mlperf compare all test clean
+.PHONY: install lock finetune prune eval mlperf compare sweep expected all test clean
+# Constraints and seeds of `make sweep`.
+SWEEP_ARGS ?= --constraints 0.5 0.6 0.7 --seeds 0 1 2
 
 # The virtual environment, rebuilt when the lock file changes.
 $(VENV)/.installed: requirements.lock pyproject.toml
@@ -45,6 +47,13 @@ mlperf: eval
 
 compare: install
 	$(PYTHON) scripts/compare.py $(STAGE)
+
+sweep: install
+	$(PYTHON) scripts/sweep.py $(STAGE) $(SWEEP_ARGS)
+
+# Regenerate expected_results/paper/*.yaml from the table in the script.
+expected: install
+	$(PYTHON) scripts/make_expected_results.py
 
 all: finetune prune eval mlperf compare
 

@@ -169,11 +169,12 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a string, got {value!r}")
         return value
     if dataclasses.is_dataclass(annotation):
-        return _build(annotation, value, key)
+        return build_section(annotation, value, key)
     raise ConfigError(f"{key}: unsupported field type {annotation}")
 
 
-def _build(cls: type, data: Any, prefix: str) -> Any:
+def build_section(cls: type, data: Any, prefix: str) -> Any:
+    """Build dataclass `cls` from a YAML mapping, raising ConfigError that names `prefix.key` on bad input."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -255,7 +256,7 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Ex
                 raise ConfigError(f"override {dotted}: {parent} is not a section")
         section[leaf] = value
     try:
-        config = _build(ExperimentConfig, data, "")
+        config = build_section(ExperimentConfig, data, "")
         validate(config)
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None

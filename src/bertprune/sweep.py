@@ -1,0 +1,320 @@
+"""Sweeps: one experiment pruned at several constraints and seeds, with a summary and plots.
+
+The dense model is fine-tuned once (when the experiment fine-tunes) in the experiment's own
+folder. Each point (constraint c, seed s) is the experiment with `prune.constraint`, `seed` and
+`name` overridden, so it lives in `results/<experiment>/sweep/c<c>-s<s>/` with the usual files,
+and prunes the fine-tuned folder directly. A point records the fine-tune stage key it was pruned
+from in `sweep_point.json`, and is pruned again when the fine-tuned model changes.
+
+`sweep.json` contains every point's numbers and the per-constraint mean and spread over seeds;
+`metric_vs_macs.png` plots the task metric against the fraction of encoder MACs kept, with the
+expected curve of `expected_results/<experiment>.yaml` when it has one; `throughput.png` plots
+LoadGen samples per second of the dense and the pruned model for points with an MLPerf summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from bertprune.compare_inputs import read_mlperf_summary
+from bertprune.config import ConfigError, ExperimentConfig, load_config
+from bertprune.experiment import ExperimentPaths, finetune_key, read_record
+from bertprune.expected import ExpectedResults, expected_results_path, load_expected
+from bertprune.provenance import atomic_write_json, provenance
+
+logger = logging.getLogger(__name__)
+
+SWEEP_FORMAT = 1
+SWEEP_FOLDER = "sweep"
+POINT_RECORD = "sweep_point.json"
+METRIC_PLOT = "metric_vs_macs.png"
+THROUGHPUT_PLOT = "throughput.png"
+
+Stage = Callable[[ExperimentConfig, ExperimentPaths, bool], Any]
+
+
+@dataclass
+class SweepStages:
+    """The stage functions a sweep runs; tests replace them with fast fakes."""
+
+    finetune: Stage
+    prune: Stage
+    evaluate: Stage
+    mlperf: Stage | None = None
+
+
+def default_stages(with_mlperf: bool) -> SweepStages:
+    from bertprune.evaluate import run_eval
+    from bertprune.pipeline import run_finetune, run_prune
+
+    mlperf = None
+    if with_mlperf:
+        from bertprune.mlperf.run import run_mlperf
+
+        mlperf = run_mlperf
+    return SweepStages(finetune=run_finetune, prune=run_prune, evaluate=run_eval, mlperf=mlperf)
+
+
+def point_name(experiment: str, constraint: float, seed: int) -> str:
+    return f"{experiment}/{SWEEP_FOLDER}/c{constraint:g}-s{seed}"
+
+
+def point_overrides(
+    base: ExperimentConfig, base_paths: ExperimentPaths, constraint: float, seed: int
+) -> dict[str, Any]:
+    """Return the config overrides that turn the experiment into one sweep point."""
+    overrides: dict[str, Any] = {
+        "name": point_name(base.name, constraint, seed),
+        "prune.constraint": constraint,
+        "seed": seed,
+    }
+    if base.finetune.enabled:
+        # The point prunes the experiment's fine-tuned model instead of fine-tuning its own.
+        overrides["finetune.enabled"] = False
+        overrides["model.source"] = str(base_paths.finetuned_model.resolve())
+        overrides["model.revision"] = None
+    return overrides
+
+
+def _point_summary(constraint: float, seed: int, paths: ExperimentPaths, metrics: dict[str, Any]) -> dict[str, Any]:
+    point = {
+        "constraint": constraint,
+        "seed": seed,
+        "results": str(paths.root),
+        "metric_name": metrics["dense"]["metric"]["name"],
+        "dense_metric": metrics["dense"]["metric"]["value"],
+        "pruned_metric": metrics["pruned"]["metric"]["value"],
+        "metric_drop": metrics["metric_drop"],
+        "kept_mac_fraction": metrics["kept_mac_fraction"],
+        "kept_parameter_fraction": metrics["kept_parameter_fraction"],
+        "masked_vs_sliced_max_abs_diff": metrics["sanity"]["masked_vs_sliced_max_abs_diff"],
+        "pruning_seconds": sum(metrics["pruning_time_seconds"].values()),
+    }
+    summary_path = paths.mlperf / "summary.json"
+    if summary_path.is_file():
+        summary = read_mlperf_summary(summary_path)
+        point["mlperf"] = {
+            "profile": summary.profile,
+            "samples_per_second": {name: variant.samples_per_second for name, variant in summary.variants.items()},
+            "throughput_ratio": summary.throughput_ratio,
+            "mac_ideal_ratio": summary.mac_ideal_ratio,
+        }
+    return point
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {
+        "mean": statistics.mean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def summarize_points(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return, per constraint, the mean and spread over seeds of the pruned metric, drop and kept MACs."""
+    summaries = []
+    for constraint in sorted({point["constraint"] for point in points}):
+        group = [point for point in points if point["constraint"] == constraint]
+        summaries.append(
+            {
+                "constraint": constraint,
+                "seeds": [point["seed"] for point in group],
+                "pruned_metric": _spread([point["pruned_metric"] for point in group]),
+                "metric_drop": _spread([point["metric_drop"] for point in group]),
+                "kept_mac_fraction": _spread([point["kept_mac_fraction"] for point in group]),
+            }
+        )
+    return summaries
+
+
+def _save_figure(figure, path: Path) -> None:
+    """Save a matplotlib figure through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    os.close(handle)
+    try:
+        figure.savefig(temporary, dpi=120, bbox_inches="tight")
+        os.replace(temporary, path)
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+def plot_metric_vs_macs(record: dict[str, Any], expected: ExpectedResults | None, path: Path) -> None:
+    """Plot the task metric against the fraction of encoder MACs kept.
+
+    The plot shows the dense model, each seed's pruned model, the mean and standard deviation over
+    seeds per constraint, and the expected curve (against its constraints) when there is one.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    points, by_constraint = record["points"], record["by_constraint"]
+    metric_name = points[0]["metric_name"]
+    figure, axes = pyplot.subplots(figsize=(6, 4))
+    axes.scatter(
+        [point["kept_mac_fraction"] for point in points],
+        [point["pruned_metric"] for point in points],
+        s=12,
+        alpha=0.4,
+        color="tab:blue",
+        label="pruned, each seed",
+    )
+    axes.errorbar(
+        [group["kept_mac_fraction"]["mean"] for group in by_constraint],
+        [group["pruned_metric"]["mean"] for group in by_constraint],
+        yerr=[group["pruned_metric"]["std"] for group in by_constraint],
+        fmt="o-",
+        capsize=4,
+        color="tab:blue",
+        label="pruned, mean ± std over seeds",
+    )
+    dense = _spread([point["dense_metric"] for point in points])
+    axes.errorbar([1.0], [dense["mean"]], yerr=[dense["std"]], fmt="s", capsize=4, color="black", label="dense")
+    if expected is not None and expected.curve:
+        curve = sorted(expected.curve, key=lambda point: point.constraint)
+        kinds = sorted({expected.sources[point.source].kind for point in curve})
+        axes.plot(
+            [point.constraint for point in curve],
+            [point.value for point in curve],
+            "x--",
+            color="tab:orange",
+            label=f"expected ({', '.join(kinds)}; x = constraint)",
+        )
+    axes.set_xlabel("fraction of dense encoder MACs kept")
+    axes.set_ylabel(f"{metric_name} (dev set)")
+    axes.set_title(record["experiment"])
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8)
+    _save_figure(figure, path)
+    pyplot.close(figure)
+
+
+def plot_throughput(points: list[dict[str, Any]], path: Path) -> bool:
+    """Plot LoadGen samples per second of each variant for the points with an MLPerf summary.
+
+    Returns False, and writes nothing, when no point has one.
+    """
+    measured = [point for point in points if point.get("mlperf")]
+    if not measured:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    labels = [f"c{point['constraint']:g} s{point['seed']}" for point in measured]
+    variants = sorted({name for point in measured for name in point["mlperf"]["samples_per_second"]})
+    width = 0.8 / len(variants)
+    figure, axes = pyplot.subplots(figsize=(max(5, 1.2 * len(measured)), 4))
+    for index, variant in enumerate(variants):
+        values = [point["mlperf"]["samples_per_second"].get(variant) or 0.0 for point in measured]
+        positions = [position + (index - (len(variants) - 1) / 2) * width for position in range(len(measured))]
+        axes.bar(positions, values, width=width, label=variant)
+    axes.set_xticks(range(len(measured)), labels)
+    axes.set_ylabel("LoadGen Offline samples per second")
+    axes.set_title("dense vs pruned throughput")
+    axes.legend(fontsize=8)
+    _save_figure(figure, path)
+    pyplot.close(figure)
+    return True
+
+
+def _run_point(
+    experiment_file: Path,
+    overrides: dict[str, Any],
+    results_root: Path,
+    stages: SweepStages,
+    force: bool,
+    dense_key: str | None,
+) -> tuple[ExperimentConfig, ExperimentPaths, dict[str, Any]]:
+    config = load_config(experiment_file, overrides)
+    paths = ExperimentPaths(config, results_root)
+    marker = read_record(paths.root / POINT_RECORD)
+    stale = marker is None or marker.get("finetune_stage_key") != dense_key
+    if stale and paths.prune_record.exists():
+        logger.info("%s was pruned from another fine-tuned model; pruning it again", paths.root)
+    redo = force or stale
+    stages.prune(config, paths, redo)
+    metrics = stages.evaluate(config, paths, redo)
+    if stages.mlperf is not None:
+        stages.mlperf(config, paths, redo)
+    atomic_write_json(paths.root / POINT_RECORD, {"finetune_stage_key": dense_key})
+    return config, paths, metrics
+
+
+def run_sweep(
+    experiment_file: str | Path,
+    constraints: list[float],
+    seeds: list[int],
+    *,
+    results_root: str | Path = "results",
+    overrides: dict[str, Any] | None = None,
+    force: bool = False,
+    expected_root: str | Path = "expected_results",
+    stages: SweepStages | None = None,
+) -> dict[str, Any]:
+    """Fine-tune once, prune and evaluate every (constraint, seed) point, and write sweep.json and the plots."""
+    if not constraints or not seeds:
+        raise ValueError("a sweep needs at least one constraint and one seed")
+    experiment_file, results_root = Path(experiment_file), Path(results_root)
+    stages = stages or default_stages(with_mlperf=False)
+    overrides = dict(overrides or {})
+    base = load_config(experiment_file, overrides)
+    base_paths = ExperimentPaths(base, results_root)
+    folder = base_paths.root / SWEEP_FOLDER
+
+    dense_key = None
+    if base.finetune.enabled:
+        stages.finetune(base, base_paths, force)
+        dense_key = finetune_key(base)
+
+    points = []
+    unique_constraints, unique_seeds = sorted(set(constraints)), sorted(set(seeds))
+    for constraint in unique_constraints:
+        for seed in unique_seeds:
+            logger.info("sweep point: constraint %g, seed %d", constraint, seed)
+            point_settings = {**overrides, **point_overrides(base, base_paths, constraint, seed)}
+            _, paths, metrics = _run_point(experiment_file, point_settings, results_root, stages, force, dense_key)
+            points.append(_point_summary(constraint, seed, paths, metrics))
+
+    record = {
+        "format": SWEEP_FORMAT,
+        "experiment": base.name,
+        "constraints": unique_constraints,
+        "seeds": unique_seeds,
+        "finetune_stage_key": dense_key,
+        "points": points,
+        "by_constraint": summarize_points(points),
+        "dense_metric": _spread([point["dense_metric"] for point in points]),
+        "plots": [],
+        "provenance": provenance({}),
+    }
+    expected = _optional_expected(expected_results_path(base.name, expected_root))
+    plot_metric_vs_macs(record, expected, folder / METRIC_PLOT)
+    record["plots"].append(str(folder / METRIC_PLOT))
+    if plot_throughput(points, folder / THROUGHPUT_PLOT):
+        record["plots"].append(str(folder / THROUGHPUT_PLOT))
+    atomic_write_json(folder / "sweep.json", record)
+    logger.info("wrote %s and %s", folder / "sweep.json", ", ".join(record["plots"]))
+    return record
+
+
+def _optional_expected(path: Path) -> ExpectedResults | None:
+    """Return the expected results for the plot's reference curve, or None (logged) when absent or invalid."""
+    if not path.is_file():
+        logger.info("%s not found: the plot has no expected curve", path)
+        return None
+    try:
+        return load_expected(path)
+    except ConfigError as error:
+        logger.warning("the plot has no expected curve: %s", error)
+        return None
