@@ -13,7 +13,7 @@ ARGS ?=
 PYTEST_ARGS ?=
 STAGE = --experiment $(CONFIG) --results-dir $(RESULTS) $(ARGS)
 
-.PHONY: install lock finetune prune eval mlperf compare sweep expected all test clean
+.PHONY: install lock finetune prune eval mlperf compare sweep expected benchmark all test clean
 # Constraints and seeds of `make sweep`.
 SWEEP_ARGS ?= --constraints 0.5 0.6 0.7 --seeds 0 1 2
 
@@ -54,6 +54,12 @@ sweep: install
 # Regenerate expected_results/paper/*.yaml from the table in the script.
 expected: install
 	$(PYTHON) scripts/make_expected_results.py
+
+# LoadGen Offline throughput of BERT-base-shaped models, dense vs pruned, fp32 vs int8; rewrites
+# docs/BENCHMARKS.md. Takes about 10 minutes on an idle 2-core machine.
+SQUAD_DEV ?= ../shared/data/squad/v1.1/dev-v1.1.json
+benchmark: install
+	$(PYTHON) scripts/benchmark_mlperf.py --squad-dev $(SQUAD_DEV)
 
 all: finetune prune eval mlperf compare
 

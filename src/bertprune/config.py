@@ -96,6 +96,8 @@ class MlperfConfig:
     int8: bool = False
     input_names: Literal["mlperf_fp32", "mlperf_int8"] = "mlperf_fp32"
     system_name: str = "cpu-onnxruntime"
+    # Cut each length-sorted batch to its longest sample instead of running the full padded length.
+    trim_padding: bool = True
 
 
 @dataclass

@@ -27,6 +27,7 @@ RECORDED_PACKAGES = (
     "numpy",
     "onnx",
     "onnxruntime",
+    "onnxscript",
     "mlcommons-loadgen",
 )
 

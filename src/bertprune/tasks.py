@@ -27,6 +27,8 @@ from bertprune.provenance import sha256_file
 logger = logging.getLogger(__name__)
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# Logit at padding positions of a question-answering output, as MLPerf's accuracy script pads.
+PADDING_LOGIT = -10000.0
 
 
 @dataclass
@@ -127,7 +129,7 @@ def _concatenate_padded(parts: list[np.ndarray]) -> np.ndarray:
     if parts[0].ndim == 1 or all(part.shape[1:] == parts[0].shape[1:] for part in parts):
         return np.concatenate(parts)
     width = max(part.shape[1] for part in parts)
-    padded = [np.pad(part, ((0, 0), (0, width - part.shape[1])), constant_values=-10000.0) for part in parts]
+    padded = [np.pad(part, ((0, 0), (0, width - part.shape[1])), constant_values=PADDING_LOGIT) for part in parts]
     return np.concatenate(padded)
 
 
@@ -299,11 +301,15 @@ class QuestionAnsweringTask(Task):
 
     def metrics_from_outputs(self, outputs: dict[str, np.ndarray]) -> dict[str, float]:
         examples, features = self.dev_examples_and_features()
+        # Padding positions get -10000, the value MLPerf pads short responses with, so that eval and
+        # the LoadGen SUT (which cuts batches to their longest sample) rank the same n-best candidates.
+        padding = squad.features_to_arrays(features, with_positions=False)["attention_mask"] == 0
+        start_logits, end_logits = _mask_padding(outputs["start_logits"], padding), _mask_padding(outputs["end_logits"], padding)
         predictions = squad.postprocess_predictions(
             examples,
             features,
-            outputs["start_logits"],
-            outputs["end_logits"],
+            start_logits,
+            end_logits,
             version_2_with_negative=self.version_2,
         )
         return squad.squad_metrics(examples, predictions)
@@ -311,6 +317,13 @@ class QuestionAnsweringTask(Task):
     def evaluate(self, model: torch.nn.Module, batch_size: int, desc: str = "evaluate") -> dict[str, float]:
         outputs = self.scores(model, self.dev_set(), batch_size, desc)
         return self.metrics_from_outputs(outputs)
+
+
+def _mask_padding(logits: np.ndarray, padding: np.ndarray) -> np.ndarray:
+    masked = np.array(logits, dtype=np.float32, copy=True)
+    width = min(masked.shape[1], padding.shape[1])
+    masked[:, :width][padding[:, :width]] = PADDING_LOGIT
+    return masked
 
 
 def make_task(config: ExperimentConfig, tokenizer) -> Task:
