@@ -504,7 +504,7 @@ def _throughput_rows(inputs: CompareInputs, dense_name: str, pruned_name: str, p
     if summary_ratio is not None and not math.isclose(summary_ratio, ratio, rel_tol=1e-3):
         detail = f"the MLPerf summary reports a ratio of {summary_ratio:.4g}, its LoadGen logs give {ratio:.4g}"
         return [Row(check, FAIL, format_number(ratio), detail=detail)]
-    detail = f"{speeds[dense_name]:.4g} vs {speeds[pruned_name]:.4g} samples/s"
+    detail = f"pruned {speeds[pruned_name]:.4g} vs dense {speeds[dense_name]:.4g} samples/s"
     if inputs.mlperf.mac_ideal_ratio is not None:
         detail += f"; MAC-ideal ratio {inputs.mlperf.mac_ideal_ratio:.3g}"
     return [bound_row(check, ratio, *bound_for(inputs, path), detail)]

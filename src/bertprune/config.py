@@ -51,6 +51,10 @@ class TaskConfig:
     max_dev_examples: int | None = None
     # Only for tweets, which ship without a dev split: the seeded, stratified held-out fraction.
     dev_fraction: float = 0.1
+    # Seed of the tweets' dev split and of the max_train_examples subset. It is separate from the
+    # experiment seed, so that a sweep over seeds keeps the same data and never evaluates on
+    # examples that another seed's fine-tuned model was trained on.
+    split_seed: int = 0
 
 
 @dataclass

@@ -167,7 +167,7 @@ class SentenceTask(Task):
         if task.name == "tweets":
             path = Path(task.train_file) if task.train_file else default_tweet_corpus_path()
             examples = read_tweet_sentiment(path)
-            self._train, self._dev = split_train_dev(examples, dev_fraction=task.dev_fraction, seed=self.config.seed)
+            self._train, self._dev = split_train_dev(examples, dev_fraction=task.dev_fraction, seed=task.split_seed)
             self._files[path.name] = sha256_file(path)
         elif task.data_dir is not None:
             spec = get_glue_task(task.name)
@@ -180,7 +180,7 @@ class SentenceTask(Task):
             self._train = load_glue_from_hub(task.name, "train")
             self._dev = load_glue_from_hub(task.name, "dev")
         if task.max_train_examples is not None and task.max_train_examples < len(self._train):
-            keep = np.sort(np.random.default_rng(self.config.seed).permutation(len(self._train))[: task.max_train_examples])
+            keep = np.sort(np.random.default_rng(task.split_seed).permutation(len(self._train))[: task.max_train_examples])
             self._train = self._train.subset(keep)
         if task.max_dev_examples is not None and task.max_dev_examples < len(self._dev):
             self._dev = self._dev.subset(np.arange(task.max_dev_examples))
@@ -258,7 +258,7 @@ class QuestionAnsweringTask(Task):
         limit = task.max_train_examples if split == "train" else task.max_dev_examples
         if limit is not None and limit < len(examples):
             if split == "train":
-                keep = np.sort(np.random.default_rng(self.config.seed).permutation(len(examples))[:limit])
+                keep = np.sort(np.random.default_rng(task.split_seed).permutation(len(examples))[:limit])
                 examples = [examples[i] for i in keep]
             else:
                 examples = examples[:limit]
