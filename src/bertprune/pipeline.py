@@ -65,6 +65,8 @@ def run_finetune(config: ExperimentConfig, paths: ExperimentPaths, force: bool =
 
     tokenizer = load_tokenizer(config.model.source, config.model.revision)
     task = make_task(config, tokenizer)
+    # The new task head is initialised while loading, so the seed must be set before it.
+    torch.manual_seed(config.seed)
     model = load_model(config.model.source, task.kind, task.num_labels, config.model.revision, require_trained_head=False)
     train = task.train_set()
     save_resolved_config(config, paths)
