@@ -7,6 +7,7 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
+from tiny import BERT_LIKE
 from transformers import BertConfig, BertForQuestionAnswering, BertForSequenceClassification
 
 from bertprune.config import load_config
@@ -22,17 +23,9 @@ WORDS = "the a movie film plot actor great awful fine dull bright story scene mu
 
 
 def _tiny_config(**kwargs):
-    return BertConfig(
-        vocab_size=30522,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        intermediate_size=48,
-        max_position_embeddings=128,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-        **kwargs,
-    )
+    """Two tiny BERT layers over the real uncased vocabulary, so the real tokenizer's ids fit."""
+    sizes = {**BERT_LIKE, "vocab_size": 30522, "num_hidden_layers": 2, "max_position_embeddings": 128}
+    return BertConfig(**sizes, **kwargs)
 
 
 def _save_model(model, folder):

@@ -33,20 +33,23 @@ def tiny_bert(num_labels: int = 2, seed: int = 0, attn_implementation: str = "sd
     return model_class(config).eval()
 
 
+# The same sizes in DistilBERT's config names.
+DISTILBERT_LIKE = dict(
+    vocab_size=VOCAB_SIZE,
+    dim=32,
+    n_layers=3,
+    n_heads=4,
+    hidden_dim=48,
+    max_position_embeddings=64,
+    dropout=0.0,
+    attention_dropout=0.0,
+    initializer_range=0.2,
+)
+
+
 def tiny_distilbert(num_labels: int = 2, seed: int = 0):
     torch.manual_seed(seed)
-    config = DistilBertConfig(
-        vocab_size=VOCAB_SIZE,
-        dim=32,
-        n_layers=3,
-        n_heads=4,
-        hidden_dim=48,
-        max_position_embeddings=64,
-        num_labels=num_labels,
-        dropout=0.0,
-        attention_dropout=0.0,
-        initializer_range=0.2,
-    )
+    config = DistilBertConfig(**DISTILBERT_LIKE, num_labels=num_labels)
     return DistilBertForSequenceClassification(config).eval()
 
 

@@ -13,6 +13,8 @@ from transformers import (
     DistilBertForSequenceClassification,
 )
 
+from tiny import BERT_LIKE, DISTILBERT_LIKE
+
 from bertprune.arch import get_adapter
 from bertprune.config import ExperimentConfig, MlperfConfig, ModelConfig, TaskConfig, validate
 from bertprune.cost import MacCostModel
@@ -48,34 +50,14 @@ def _perturb(model: torch.nn.Module, seed: int) -> torch.nn.Module:
 
 def tiny_question_answering_bert(vocab_size: int, seed: int = 0) -> BertForQuestionAnswering:
     torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        intermediate_size=48,
-        max_position_embeddings=MAX_SEQ_LENGTH,
-        hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0,
-        initializer_range=0.2,
-    )
+    config = BertConfig(**{**BERT_LIKE, "vocab_size": vocab_size, "max_position_embeddings": MAX_SEQ_LENGTH})
     return _perturb(BertForQuestionAnswering(config), seed)
 
 
 def tiny_distilbert_classifier(vocab_size: int, seed: int = 0) -> DistilBertForSequenceClassification:
     torch.manual_seed(seed)
-    config = DistilBertConfig(
-        vocab_size=vocab_size,
-        dim=32,
-        n_layers=3,
-        n_heads=4,
-        hidden_dim=48,
-        max_position_embeddings=MAX_SEQ_LENGTH,
-        num_labels=2,
-        dropout=0.0,
-        attention_dropout=0.0,
-        initializer_range=0.2,
-    )
+    sizes = {**DISTILBERT_LIKE, "vocab_size": vocab_size, "max_position_embeddings": MAX_SEQ_LENGTH}
+    config = DistilBertConfig(**sizes, num_labels=2)
     return _perturb(DistilBertForSequenceClassification(config), seed)
 
 
