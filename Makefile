@@ -66,5 +66,7 @@ all: finetune prune eval mlperf compare
 test: install
 	$(PYTHON) -m pytest tests $(PYTEST_ARGS)
 
+# Refuses an empty name or one with "..", which would delete more than one experiment's results.
 clean:
+	@case "$(EXPERIMENT)" in ""|*..*|/*) echo "error: EXPERIMENT='$(EXPERIMENT)' is not an experiment name, e.g. default" >&2; exit 2;; esac
 	rm -rf $(RESULTS)/$(EXPERIMENT)

@@ -222,3 +222,16 @@ def test_finetune_head_initialisation_seeded(tmp_path):
         run_finetune(config, ExperimentPaths(config, tmp_path / f"results-{run}"))
         heads.append(load_file(str(tmp_path / f"results-{run}" / "tiny" / "finetuned" / "model.safetensors"))["classifier.weight"])
     assert torch.equal(heads[0], heads[1])
+
+
+def test_forced_prune_invalidates_later_stages(classification_experiment):
+    config, paths = classification_experiment
+    run_prune(config, paths)
+    run_eval(config, paths)
+    paths.mlperf_summary.parent.mkdir(parents=True)
+    paths.mlperf_summary.write_text("{}")
+
+    run_prune(config, paths, force=True)
+    assert not paths.metrics.exists()
+    assert not paths.mlperf_summary.exists()
+    assert paths.prune_record.exists()

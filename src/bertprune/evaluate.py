@@ -17,7 +17,7 @@ from tabulate import tabulate
 from bertprune.arch import get_adapter
 from bertprune.config import ExperimentConfig
 from bertprune.cost import MacCostModel
-from bertprune.experiment import ExperimentPaths, eval_key, is_up_to_date, prune_key, require_record
+from bertprune.experiment import ExperimentPaths, eval_key, invalidate_downstream, is_up_to_date, prune_key, require_record
 from bertprune.models import load_model, load_pruned_model, load_tokenizer
 from bertprune.pipeline import model_inputs_hash
 from bertprune.provenance import atomic_write_json, provenance, sha256_tree
@@ -53,6 +53,7 @@ def run_eval(config: ExperimentConfig, paths: ExperimentPaths, force: bool = Fal
         return record
     prune_record = require_record(paths.prune_record, prune_key(config), "prune")
     dense_source = prune_record["dense_model"]
+    invalidate_downstream(paths, "eval")
 
     tokenizer = load_tokenizer(dense_source)
     task = make_task(config, tokenizer)

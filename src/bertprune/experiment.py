@@ -39,6 +39,18 @@ class ExperimentPaths:
         self.prune_record = self.root / "prune.json"
         self.metrics = self.root / "metrics.json"
         self.mlperf = self.root / "mlperf"
+        self.mlperf_summary = self.mlperf / "summary.json"
+
+    def downstream_records(self, stage: str) -> list[Path]:
+        """Return the records of the stages that consume `stage`'s outputs, nearest first."""
+        order = [
+            ("finetune", self.finetune_record),
+            ("prune", self.prune_record),
+            ("eval", self.metrics),
+            ("mlperf", self.mlperf_summary),
+        ]
+        names = [name for name, _ in order]
+        return [path for _, path in order[names.index(stage) + 1 :]]
 
 
 def dense_model_source(config: ExperimentConfig, paths: ExperimentPaths) -> str:
@@ -88,6 +100,18 @@ def is_up_to_date(record_path: Path, key: str, outputs: list[Path]) -> bool:
         logger.warning("%s exists but %s is missing; running the stage again", record_path, ", ".join(missing))
         return False
     return True
+
+
+def invalidate_downstream(paths: ExperimentPaths, stage: str) -> None:
+    """Delete the records of later stages before `stage` writes new outputs.
+
+    Stage keys hash configuration, not the upstream outputs themselves, so a forced rerun would
+    otherwise leave later stages looking up to date while they describe the old model.
+    """
+    for record in paths.downstream_records(stage):
+        if record.is_file():
+            record.unlink()
+            logger.info("removed %s: it describes outputs that %s is about to replace", record, stage)
 
 
 def require_record(path: Path, key: str, make_target: str) -> dict[str, Any]:

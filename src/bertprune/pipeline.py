@@ -25,6 +25,7 @@ from bertprune.experiment import (
     ExperimentPaths,
     dense_model_source,
     finetune_key,
+    invalidate_downstream,
     is_up_to_date,
     prune_key,
     require_record,
@@ -69,6 +70,7 @@ def run_finetune(config: ExperimentConfig, paths: ExperimentPaths, force: bool =
     torch.manual_seed(config.seed)
     model = load_model(config.model.source, task.kind, task.num_labels, config.model.revision, require_trained_head=False)
     train = task.train_set()
+    invalidate_downstream(paths, "finetune")
     save_resolved_config(config, paths)
     summary = finetune(model, train, config, paths.finetune_checkpoint)
     metrics = task.evaluate(model, config.eval.batch_size, desc="evaluate fine-tuned")
@@ -140,6 +142,7 @@ def run_prune(config: ExperimentConfig, paths: ExperimentPaths, force: bool = Fa
     shape = adapter.shape()
 
     calibration = calibration_set(task, settings.num_samples, config.seed)
+    invalidate_downstream(paths, "prune")
     save_resolved_config(config, paths)
     seq_len, seq_len_source = _sequence_length(config, task)
     cost = MacCostModel.for_shape(shape, seq_len)
