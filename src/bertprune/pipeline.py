@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from bertprune.arch import get_adapter
 from bertprune.config import ExperimentConfig
@@ -35,7 +35,7 @@ from bertprune.finetune import finetune
 from bertprune.importance import collect_mask_gradients
 from bertprune.masking import apply_masks
 from bertprune.models import kept_units, load_model, load_tokenizer, resolve_source, save_pruned_model
-from bertprune.provenance import atomic_directory, atomic_write_json, provenance, sha256_tree
+from bertprune.provenance import atomic_directory, atomic_write, atomic_write_json, provenance, sha256_tree
 from bertprune.rearrange import rearrange_masks
 from bertprune.search import search_masks
 from bertprune.slicing import encoder_parameter_count, slice_model
@@ -229,9 +229,8 @@ def run_prune(config: ExperimentConfig, paths: ExperimentPaths, force: bool = Fa
         "head_mask_teacher": teacher.head_mask,
         "neuron_mask_teacher": teacher.neuron_mask,
     }
-    staging_masks = paths.masks.with_name(paths.masks.name + ".partial")
-    save_file({name: value.contiguous().float() for name, value in masks.items()}, str(staging_masks))
-    staging_masks.replace(paths.masks)
+    mask_bytes = save({name: value.contiguous().float() for name, value in masks.items()})
+    atomic_write(paths.masks, lambda file: file.write(mask_bytes))
 
     record = {
         "stage_key": key,

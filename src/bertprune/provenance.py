@@ -16,7 +16,7 @@ import tempfile
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 RECORDED_PACKAGES = (
     "torch",
@@ -38,22 +38,30 @@ def _current_umask() -> int:
     return mask
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write text to `path` through a temporary file in the same folder and a rename."""
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """Call `write` on a temporary file in `path`'s folder, then rename the file over `path`.
+
+    os.replace is atomic within one file system, so readers see the old file or the complete new one.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         # mkstemp creates the file readable by its owner alone; give it the usual permissions.
         os.chmod(temporary, 0o666 & ~_current_umask())
-        with os.fdopen(handle, "w", encoding="utf-8") as file:
-            file.write(text)
+        with os.fdopen(handle, "wb") as file:
+            write(file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write text to `path` through a temporary file in the same folder and a rename."""
+    atomic_write(path, lambda file: file.write(text.encode("utf-8")))
 
 
 def atomic_write_json(path: str | Path, data: Any) -> None:

@@ -20,7 +20,6 @@ import logging
 import os
 import re
 import string
-import tempfile
 import time
 import unicodedata
 import zipfile
@@ -31,6 +30,8 @@ from typing import Any, Iterable, Protocol, Sequence
 
 import numpy as np
 from tqdm import tqdm
+
+from bertprune.provenance import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -691,24 +692,6 @@ def _features_from_cache_arrays(arrays: Any, key: str) -> list[SquadFeature]:
     return features
 
 
-def _write_cache_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write to a temporary file in the cache folder, then rename it over `path`.
-
-    os.replace is atomic within one file system, so readers see either the old file or the
-    complete new one.
-    """
-    descriptor, temporary_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary_name, path)
-    except BaseException:
-        Path(temporary_name).unlink(missing_ok=True)
-        raise
-
-
 def load_or_build_features(
     examples: Sequence[SquadExample],
     examples_file_sha256: str,
@@ -762,7 +745,8 @@ def load_or_build_features(
     )
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        _write_cache_atomically(cache_path, _features_to_cache_arrays(features, key))
+        arrays = _features_to_cache_arrays(features, key)
+        atomic_write(cache_path, lambda file: np.savez_compressed(file, **arrays))
     except OSError as error:
         logger.warning("Failed to write the SQuAD feature cache %s: %s", cache_path, error)
     else:
