@@ -27,7 +27,7 @@ from bertprune.experiment import ExperimentPaths, dense_model_source
 from bertprune.importance import collect_mask_gradients
 from bertprune.masking import apply_masks
 from bertprune.models import load_model, load_tokenizer
-from bertprune.pipeline import _without_labels
+from bertprune.pipeline import without_labels
 from bertprune.provenance import atomic_write_json, provenance
 from bertprune.rearrange import rearrange_masks
 from bertprune.search import search_masks
@@ -63,7 +63,7 @@ def main() -> None:
     for seed in arguments.seeds:
         calibration = calibration_set(task, config.prune.num_samples, seed)
         gradients = collect_mask_gradients(model, adapter, calibration.batches(config.prune.batch_size, with_labels=True))
-        unlabelled = _without_labels(calibration, config.prune.batch_size)
+        unlabelled = without_labels(calibration, config.prune.batch_size)
         for constraint in arguments.constraints:
             searched = search_masks(gradients.head_importance(), gradients.neuron_importance(), cost, constraint)
             teacher = search_masks(gradients.head_importance(), gradients.neuron_importance(), cost, math.sqrt(constraint))

@@ -56,7 +56,7 @@ def collect_mask_gradients(
 ) -> MaskGradients:
     """Return the mask gradients of the task loss over the calibration batches.
 
-    Each batch holds the model inputs and the labels that make a Hugging Face model return its
+    Each batch contains the model inputs and the labels that make a Hugging Face model return its
     task loss (`labels`, or `start_positions` and `end_positions` for question answering).
     """
     if mode not in ("per_batch", "per_example"):

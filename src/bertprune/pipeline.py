@@ -98,7 +98,7 @@ def _sequence_length(config: ExperimentConfig, task: Task) -> tuple[float, str]:
     return average_token_length(task.dev_set().token_lengths()), "average dev-set token length"
 
 
-def _without_labels(encoded: EncodedSet, batch_size: int) -> list[dict[str, torch.Tensor]]:
+def without_labels(encoded: EncodedSet, batch_size: int) -> list[dict[str, torch.Tensor]]:
     return [
         {name: value for name, value in batch.items() if name in MODEL_INPUTS}
         for batch in encoded.batches(batch_size, with_labels=False)
@@ -190,7 +190,7 @@ def run_prune(config: ExperimentConfig, paths: ExperimentPaths, force: bool = Fa
         tuned = tune_masks(
             model,
             adapter,
-            _without_labels(calibration, settings.batch_size),
+            without_labels(calibration, settings.batch_size),
             head_mask,
             neuron_mask,
             teacher_head,
@@ -209,7 +209,7 @@ def run_prune(config: ExperimentConfig, paths: ExperimentPaths, force: bool = Fa
     slice_model(sliced_adapter, final_head, final_neuron)
     timings["slice"] = time.perf_counter() - started
     dev = task.dev_set()
-    dev_batches = _without_labels(dev.select(range(min(len(dev), SANITY_BATCHES * SANITY_BATCH_SIZE))), SANITY_BATCH_SIZE)
+    dev_batches = without_labels(dev.select(range(min(len(dev), SANITY_BATCHES * SANITY_BATCH_SIZE))), SANITY_BATCH_SIZE)
     difference = masked_vs_sliced_difference(model, sliced, adapter, final_head, final_neuron, dev_batches)
     logger.info("masked vs sliced model: max abs output difference %.3g", difference)
 
