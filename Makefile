@@ -1,8 +1,10 @@
 # bertprune: one target per stage of the pipeline. Every target takes EXPERIMENT=<name>, the
-# path of an experiment file below experiments/ without .yaml (default: default), and skips
-# stages whose outputs are up to date, so rerunning a target is cheap.
+# path of an experiment file below experiments/ without .yaml (default: default; the file's own
+# path, experiments/<name>.yaml, works too), and skips stages whose outputs are up to date, so
+# rerunning a target is cheap.
 
 EXPERIMENT ?= default
+override EXPERIMENT := $(patsubst experiments/%,%,$(patsubst %.yaml,%,$(EXPERIMENT)))
 CONFIG := experiments/$(EXPERIMENT).yaml
 RESULTS ?= results
 VENV ?= .venv

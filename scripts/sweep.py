@@ -2,7 +2,8 @@
 
     python scripts/sweep.py --experiment experiments/default.yaml --constraints 0.5 0.6 0.7 --seeds 0 1 2
 
-Results go to results/<experiment>/sweep/c<constraint>-s<seed>/, the summary to
+Results go to results/<experiment>/sweep/c<constraint>-s<seed>/ (and, with --finetune-each-seed,
+one fine-tuned dense model per seed to results/<experiment>/sweep/dense-s<seed>/), the summary to
 results/<experiment>/sweep/sweep.json with metric_vs_macs.png (and throughput.png when the
 points have MLPerf summaries, see --mlperf).
 """
@@ -29,6 +30,11 @@ def main() -> None:
     )
     arguments_parser.add_argument("--mlperf", action="store_true", help="also run the MLPerf stage for every point")
     arguments_parser.add_argument(
+        "--finetune-each-seed",
+        action="store_true",
+        help="fine-tune one dense model per seed (in sweep/dense-s<seed>/), so the spread covers fine-tuning",
+    )
+    arguments_parser.add_argument(
         "--expected-dir",
         default="expected_results",
         help="root folder of expected results, for the plot's expected curve (default: expected_results)",
@@ -45,6 +51,7 @@ def main() -> None:
             force=arguments.force,
             expected_root=arguments.expected_dir,
             stages=default_stages(with_mlperf=arguments.mlperf),
+            finetune_each_seed=arguments.finetune_each_seed,
         )
     except (ConfigError, FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -478,3 +478,15 @@ def test_prefetch_skips_local_model_and_data(prefetch, tmp_path):
 
     assert prefetch.collect_assets([local]) == ([], [])
     assert prefetch.collect_assets([ROOT / "experiments" / "default.yaml"]) == ([], [])
+
+
+@pytest.mark.parametrize("experiment", ["minilm-sst2", "experiments/minilm-sst2.yaml", "minilm-sst2.yaml"])
+def test_make_takes_experiment_name_or_file(experiment):
+    dry_run = subprocess.run(
+        ["make", "-n", "eval", f"EXPERIMENT={experiment}", "VENV=/nonexistent-venv"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "scripts/eval.py --experiment experiments/minilm-sst2.yaml " in dry_run.stdout

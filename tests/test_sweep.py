@@ -95,6 +95,20 @@ def test_sweep_points_and_folders(sweep_setup):
     assert (results_root / "tiny" / "sweep" / "c0.7-s2" / "metrics.json").is_file()
 
 
+def test_sweep_finetunes_each_seed(sweep_setup):
+    stages = FakeStages()
+    record = _sweep(sweep_setup, stages, finetune_each_seed=True)
+    results_root = sweep_setup[1]
+    assert stages.finetune_calls == ["tiny", "tiny/sweep/dense-s1", "tiny/sweep/dense-s2"]
+    sources = {call["name"]: call["source"] for call in stages.prune_calls}
+    assert sources["tiny/sweep/c0.7-s0"] == str((results_root / "tiny" / "finetuned").resolve())
+    assert sources["tiny/sweep/c0.7-s2"] == str((results_root / "tiny" / "sweep" / "dense-s2" / "finetuned").resolve())
+    keys = record["finetune_stage_keys"]
+    assert record["finetune_each_seed"] and len(set(keys.values())) == 3
+    marker = results_root / "tiny" / "sweep" / "c0.5-s1" / "sweep_point.json"
+    assert json.loads(marker.read_text())["finetune_stage_key"] == keys["1"]
+
+
 def test_sweep_summary_and_plots(sweep_setup):
     record = _sweep(sweep_setup, FakeStages())
     folder = sweep_setup[1] / "tiny" / "sweep"
@@ -190,3 +204,46 @@ def test_paper_expected_rows():
     squad = script["paper_expected"]("bert-base", "squad", 0.6, "checkpoint")
     assert set(squad.quantities) == {"dense.metric.value"}
     assert squad.metric == "f1"
+
+
+def _sweep_record(pruned_values, dense_values, constraint=0.6):
+    points = [
+        {"constraint": constraint, "seed": seed, "metric_name": "accuracy", "dense_metric": dense, "pruned_metric": pruned, "metric_drop": dense - pruned}
+        for seed, (dense, pruned) in enumerate(zip(dense_values, pruned_values))
+    ]
+    return {
+        "experiment": "default",
+        "finetune_each_seed": True,
+        "points": points,
+        "by_constraint": summarize_points([{**point, "kept_mac_fraction": constraint} for point in points]),
+        "dense_metric": {"mean": sum(dense_values) / len(dense_values)},
+        "provenance": {"git_commit": "0123456789abcdef", "machine": {"platform": "Linux", "cpus": 2}},
+    }
+
+
+def test_measured_expected_takes_mean_and_seed_spread():
+    import datetime
+    import runpy
+
+    script = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "make_expected_results.py"))
+    sweep = _sweep_record(pruned_values=[87.0, 88.0, 89.5], dense_values=[89.0, 89.2, 89.4])
+    expected = script["measured_expected"](sweep, 0.6, datetime.date(2026, 12, 5))
+    pruned = expected.quantities["pruned.metric.value"]
+    assert pruned.value == pytest.approx(88.167, abs=1e-3)
+    # 2 std = 2.517 exceeds the largest distance from the mean (1.333); rounded up to 2.6.
+    assert pruned.absolute_tolerance == pytest.approx(2.6)
+    # The dense values agree within 0.2 points, below the smallest tolerance.
+    assert expected.quantities["dense.metric.value"].absolute_tolerance == pytest.approx(0.5)
+    assert expected.sources["ours"].seeds == [0, 1, 2]
+    assert "--finetune-each-seed" in expected.sources["ours"].command
+    script["render"](expected, "")  # validated by the parser that compare uses
+
+
+def test_measured_expected_needs_three_seeds():
+    import datetime
+    import runpy
+
+    script = runpy.run_path(str(Path(__file__).resolve().parents[1] / "scripts" / "make_expected_results.py"))
+    sweep = _sweep_record(pruned_values=[87.0, 88.0], dense_values=[89.0, 89.2])
+    with pytest.raises(ValueError, match="2 seed\\(s\\) at constraint 0.6; at least 3"):
+        script["measured_expected"](sweep, 0.6, datetime.date(2026, 12, 5))

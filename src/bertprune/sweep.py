@@ -6,6 +6,10 @@ folder. Each point (constraint c, seed s) is the experiment with `prune.constrai
 and prunes the fine-tuned folder directly. A point records the fine-tune stage key it was pruned
 from in `sweep_point.json`, and is pruned again when the fine-tuned model changes.
 
+With `finetune_each_seed`, seed s also fine-tunes its own dense model in
+`results/<experiment>/sweep/dense-s<s>/` (the experiment's own seed reuses the experiment's
+fine-tuned model), so the spread over seeds covers fine-tuning as well as the calibration sample.
+
 `sweep.json` contains every point's numbers and the per-constraint mean and spread over seeds;
 `metric_vs_macs.png` plots the task metric against the fraction of encoder MACs kept, with the
 expected curve of `expected_results/<experiment>.yaml` when it has one; `throughput.png` plots
@@ -65,19 +69,25 @@ def point_name(experiment: str, constraint: float, seed: int) -> str:
     return f"{experiment}/{SWEEP_FOLDER}/c{constraint:g}-s{seed}"
 
 
-def point_overrides(
-    base: ExperimentConfig, base_paths: ExperimentPaths, constraint: float, seed: int
-) -> dict[str, Any]:
-    """Return the config overrides that turn the experiment into one sweep point."""
+def dense_name(experiment: str, seed: int) -> str:
+    return f"{experiment}/{SWEEP_FOLDER}/dense-s{seed}"
+
+
+def point_overrides(base: ExperimentConfig, dense_paths: ExperimentPaths, constraint: float, seed: int) -> dict[str, Any]:
+    """Return the config overrides that turn the experiment into one sweep point.
+
+    `dense_paths` is the experiment whose fine-tuned model the point prunes (when the experiment
+    fine-tunes).
+    """
     overrides: dict[str, Any] = {
         "name": point_name(base.name, constraint, seed),
         "prune.constraint": constraint,
         "seed": seed,
     }
     if base.finetune.enabled:
-        # The point prunes the experiment's fine-tuned model instead of fine-tuning its own.
+        # The point prunes a fine-tuned model of the sweep instead of fine-tuning its own.
         overrides["finetune.enabled"] = False
-        overrides["model.source"] = str(base_paths.finetuned_model.resolve())
+        overrides["model.source"] = str(dense_paths.finetuned_model.resolve())
         overrides["model.revision"] = None
     return overrides
 
@@ -261,8 +271,12 @@ def run_sweep(
     force: bool = False,
     expected_root: str | Path = "expected_results",
     stages: SweepStages | None = None,
+    finetune_each_seed: bool = False,
 ) -> dict[str, Any]:
-    """Fine-tune once, prune and evaluate every (constraint, seed) point, and write sweep.json and the plots."""
+    """Fine-tune, prune and evaluate every (constraint, seed) point, and write sweep.json and the plots.
+
+    The experiment is fine-tuned once, or once per seed with `finetune_each_seed`.
+    """
     if not constraints or not seeds:
         raise ValueError("a sweep needs at least one constraint and one seed")
     experiment_file, results_root = Path(experiment_file), Path(results_root)
@@ -272,17 +286,17 @@ def run_sweep(
     base_paths = ExperimentPaths(base, results_root)
     folder = base_paths.root / SWEEP_FOLDER
 
-    dense_key = None
-    if base.finetune.enabled:
-        stages.finetune(base, base_paths, force)
-        dense_key = finetune_key(base)
+    unique_constraints, unique_seeds = sorted(set(constraints)), sorted(set(seeds))
+    dense_models = _finetune_dense_models(
+        experiment_file, base, results_root, overrides, unique_seeds, stages, force, finetune_each_seed
+    )
 
     points = []
-    unique_constraints, unique_seeds = sorted(set(constraints)), sorted(set(seeds))
     for constraint in unique_constraints:
         for seed in unique_seeds:
             logger.info("sweep point: constraint %g, seed %d", constraint, seed)
-            point_settings = {**overrides, **point_overrides(base, base_paths, constraint, seed)}
+            dense_paths, dense_key = dense_models[seed]
+            point_settings = {**overrides, **point_overrides(base, dense_paths, constraint, seed)}
             _, paths, metrics = _run_point(experiment_file, point_settings, results_root, stages, force, dense_key)
             points.append(_point_summary(constraint, seed, paths, metrics))
 
@@ -291,7 +305,8 @@ def run_sweep(
         "experiment": base.name,
         "constraints": unique_constraints,
         "seeds": unique_seeds,
-        "finetune_stage_key": dense_key,
+        "finetune_each_seed": finetune_each_seed and base.finetune.enabled,
+        "finetune_stage_keys": {str(seed): key for seed, (_, key) in dense_models.items()},
         "points": points,
         "by_constraint": summarize_points(points),
         "dense_metric": _spread([point["dense_metric"] for point in points]),
@@ -306,6 +321,33 @@ def run_sweep(
     atomic_write_json(folder / "sweep.json", record)
     logger.info("wrote %s and %s", folder / "sweep.json", ", ".join(record["plots"]))
     return record
+
+
+def _finetune_dense_models(
+    experiment_file: Path,
+    base: ExperimentConfig,
+    results_root: Path,
+    overrides: dict[str, Any],
+    seeds: list[int],
+    stages: SweepStages,
+    force: bool,
+    finetune_each_seed: bool,
+) -> dict[int, tuple[ExperimentPaths, str | None]]:
+    """Fine-tune the dense model(s) the points prune; return, per seed, its experiment paths and stage key."""
+    base_paths = ExperimentPaths(base, results_root)
+    if not base.finetune.enabled:
+        return {seed: (base_paths, None) for seed in seeds}
+    dense_models = {}
+    for seed in seeds if finetune_each_seed else [base.seed]:
+        config = base
+        if seed != base.seed:
+            config = load_config(experiment_file, {**overrides, "seed": seed, "name": dense_name(base.name, seed)})
+        logger.info("sweep dense model: seed %d in %s", seed, ExperimentPaths(config, results_root).root)
+        stages.finetune(config, ExperimentPaths(config, results_root), force)
+        dense_models[seed] = (ExperimentPaths(config, results_root), finetune_key(config))
+    if not finetune_each_seed:
+        return {seed: dense_models[base.seed] for seed in seeds}
+    return dense_models
 
 
 def _optional_expected(path: Path) -> ExpectedResults | None:
