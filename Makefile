@@ -9,11 +9,14 @@ CONFIG := experiments/$(EXPERIMENT).yaml
 RESULTS ?= results
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
-# Extra arguments for the stage scripts, e.g. ARGS="--force" or ARGS="--set prune.constraint=0.5".
+# Extra arguments for every stage script a target runs, e.g. ARGS="--set prune.constraint=0.5".
 ARGS ?=
+# Stages to run again although their outputs are up to date, e.g. FORCE=eval or FORCE="prune eval".
+# FORCE=all, like ARGS="--force", forces every stage that a target runs.
+FORCE ?=
 # Extra arguments for pytest, e.g. PYTEST_ARGS="-k stages".
 PYTEST_ARGS ?=
-STAGE = --experiment $(CONFIG) --results-dir $(RESULTS) $(ARGS)
+STAGE = --experiment $(CONFIG) --results-dir $(RESULTS) $(if $(filter $@ all,$(FORCE)),--force) $(ARGS)
 
 .PHONY: install lock finetune prune eval mlperf compare sweep expected benchmark all test clean
 # Constraints and seeds of `make sweep`.

@@ -77,14 +77,14 @@ class VariantResult:
 
     @property
     def loadgen_samples_per_second(self) -> float | None:
-        """The median over repeats; None when a LoadGen run reported no throughput."""
+        """Median LoadGen throughput over the repeats, or None when a run reported no throughput."""
         if not self.loadgen_runs or None in self.loadgen_runs:
             return None
         return statistics.median(self.loadgen_runs)
 
     @property
     def loadgen_result(self) -> str | None:
-        """VALID when every repeat was VALID, else the first other result."""
+        """LoadGen result: VALID when every repeat was VALID, else the first other result."""
         others = [result for result in self.loadgen_results if result != "VALID"]
         return (others[0] if others else "VALID") if self.loadgen_results else None
 

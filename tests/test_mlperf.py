@@ -127,6 +127,8 @@ def test_summary_reports_exports_and_ratios(squad_stage):
     ratios = record["throughput_ratio"]
     assert ratios["ideal_from_macs"] > 1
     assert ratios["pruned_over_dense"] > 0
+    speeds = {name: variant["samples_per_second"] for name, variant in record["variants"].items()}
+    assert ratios["pruned_int8_over_dense"] == pytest.approx(speeds["pruned-int8"] / speeds["dense"])
     assert dense["metric"]["difference"] == pytest.approx(dense["metric"]["loadgen_accuracy"] - dense["metric"]["eval"])
 
 

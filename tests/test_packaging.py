@@ -482,11 +482,31 @@ def test_prefetch_skips_local_model_and_data(prefetch, tmp_path):
 
 @pytest.mark.parametrize("experiment", ["minilm-sst2", "experiments/minilm-sst2.yaml", "minilm-sst2.yaml"])
 def test_make_takes_experiment_name_or_file(experiment):
+    commands = _dry_run_commands("eval", f"EXPERIMENT={experiment}")
+    assert "scripts/eval.py --experiment experiments/minilm-sst2.yaml " in commands["eval"]
+
+
+def _dry_run_commands(*make_arguments: str) -> dict[str, str]:
+    """Return, per stage script, the command line that `make -n` prints."""
     dry_run = subprocess.run(
-        ["make", "-n", "eval", f"EXPERIMENT={experiment}", "VENV=/nonexistent-venv"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
+        ["make", "-n", *make_arguments, "VENV=/nonexistent-venv"], cwd=ROOT, capture_output=True, text=True, check=True
     )
-    assert "scripts/eval.py --experiment experiments/minilm-sst2.yaml " in dry_run.stdout
+    commands = {}
+    for line in dry_run.stdout.splitlines():
+        match = re.search(r"scripts/(\w+)\.py", line)
+        if match:
+            commands[match.group(1)] = line
+    return commands
+
+
+def test_make_force_reaches_only_named_stages():
+    commands = _dry_run_commands("eval", "FORCE=eval")
+    assert set(commands) == {"finetune", "prune", "eval"}
+    assert "--force" in commands["eval"].split()
+    assert "--force" not in commands["prune"].split()
+    assert "--force" not in commands["finetune"].split()
+
+
+def test_make_force_all_reaches_every_stage():
+    commands = _dry_run_commands("eval", "FORCE=all")
+    assert all("--force" in command.split() for command in commands.values())

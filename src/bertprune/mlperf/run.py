@@ -423,6 +423,7 @@ def _throughput_ratios(results: dict[str, dict[str, Any]], prune_record: dict[st
     if "pruned-int8" in results:
         ratios["pruned_int8_over_dense_int8"] = ratio("pruned-int8", "dense-int8")
         ratios["dense_int8_over_dense"] = ratio("dense-int8", "dense")
+        ratios["pruned_int8_over_dense"] = ratio("pruned-int8", "dense")
     return ratios
 
 
