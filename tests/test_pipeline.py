@@ -2,6 +2,7 @@
 
 import json
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -124,6 +125,22 @@ def test_changed_constraint_reruns_prune(classification_experiment, tmp_path):
     second = run_prune(config, paths)
     assert second["stage_key"] != first["stage_key"]
     assert second["pruned_encoder_macs"] < first["pruned_encoder_macs"]
+
+
+def test_changed_dense_model_reruns_prune(classification_experiment):
+    config, paths = classification_experiment
+    first = run_prune(config, paths)
+    run_eval(config, paths)
+    written = paths.prune_record.stat().st_mtime_ns
+    run_prune(config, paths)
+    assert paths.prune_record.stat().st_mtime_ns == written
+    assert paths.metrics.exists()
+
+    torch.manual_seed(1)
+    _save_model(BertForSequenceClassification(_tiny_config(num_labels=2)), Path(config.model.source))
+    second = run_prune(config, paths)
+    assert second["provenance"]["inputs_sha256"]["model"] != first["provenance"]["inputs_sha256"]["model"]
+    assert not paths.metrics.exists()
 
 
 def test_eval_without_prune_names_target(classification_experiment):

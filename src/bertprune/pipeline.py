@@ -126,13 +126,18 @@ def masked_vs_sliced_difference(dense, sliced, adapter, head_mask, neuron_mask, 
 def run_prune(config: ExperimentConfig, paths: ExperimentPaths, force: bool = False) -> dict[str, Any]:
     """Prune the experiment's dense model to the constraint and save the physically smaller model."""
     key = prune_key(config)
+    source = dense_model_source(config, paths)
     if not force and is_up_to_date(paths.prune_record, key, [paths.pruned_model, paths.masks]):
-        logger.info("pruning is up to date (%s)", paths.prune_record)
-        return require_record(paths.prune_record, key, "prune")
+        record = require_record(paths.prune_record, key, "prune")
+        # The stage key hashes configuration only, so a dense model trained or replaced again
+        # under the same configuration shows in its hash.
+        if record["provenance"]["inputs_sha256"].get("model") == model_inputs_hash(source)["model"]:
+            logger.info("pruning is up to date (%s)", paths.prune_record)
+            return record
+        logger.info("the dense model %s changed since it was pruned; pruning it again", source)
     if config.finetune.enabled:
         require_record(paths.finetune_record, finetune_key(config), "finetune")
     settings = config.prune
-    source = dense_model_source(config, paths)
     timings: dict[str, float] = {}
 
     tokenizer = load_tokenizer(source, None if config.finetune.enabled else config.model.revision)

@@ -3,8 +3,8 @@
 The dense model is fine-tuned once (when the experiment fine-tunes) in the experiment's own
 folder. Each point (constraint c, seed s) is the experiment with `prune.constraint`, `seed` and
 `name` overridden, so it lives in `results/<experiment>/sweep/c<c>-s<s>/` with the usual files,
-and prunes the fine-tuned folder directly. A point records the fine-tune stage key it was pruned
-from in `sweep_point.json`, and is pruned again when the fine-tuned model changes.
+and prunes the fine-tuned folder directly. A point is pruned again when the fine-tuned model
+changes, because the prune stage compares the dense model's hash with the one in its record.
 
 With `finetune_each_seed`, seed s also fine-tunes its own dense model in
 `results/<experiment>/sweep/dense-s<s>/` (the experiment's own seed reuses the experiment's
@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 from bertprune.compare_inputs import read_mlperf_summary
 from bertprune.config import ConfigError, ExperimentConfig, load_config
-from bertprune.experiment import ExperimentPaths, finetune_key, read_record
+from bertprune.experiment import ExperimentPaths, finetune_key
 from bertprune.expected import ExpectedResults, expected_results_path, load_expected
 from bertprune.provenance import atomic_write_json, provenance
 
@@ -36,7 +36,6 @@ logger = logging.getLogger(__name__)
 
 SWEEP_FORMAT = 1
 SWEEP_FOLDER = "sweep"
-POINT_RECORD = "sweep_point.json"
 METRIC_PLOT = "metric_vs_macs.png"
 THROUGHPUT_PLOT = "throughput.png"
 
@@ -239,25 +238,14 @@ def plot_throughput(points: list[dict[str, Any]], path: Path) -> bool:
 
 
 def _run_point(
-    experiment_file: Path,
-    overrides: dict[str, Any],
-    results_root: Path,
-    stages: SweepStages,
-    force: bool,
-    dense_key: str | None,
+    experiment_file: Path, overrides: dict[str, Any], results_root: Path, stages: SweepStages, force: bool
 ) -> tuple[ExperimentConfig, ExperimentPaths, dict[str, Any]]:
     config = load_config(experiment_file, overrides)
     paths = ExperimentPaths(config, results_root)
-    marker = read_record(paths.root / POINT_RECORD)
-    stale = marker is None or marker.get("finetune_stage_key") != dense_key
-    if stale and paths.prune_record.exists():
-        logger.info("%s was pruned from another fine-tuned model; pruning it again", paths.root)
-    redo = force or stale
-    stages.prune(config, paths, redo)
-    metrics = stages.evaluate(config, paths, redo)
+    stages.prune(config, paths, force)
+    metrics = stages.evaluate(config, paths, force)
     if stages.mlperf is not None:
-        stages.mlperf(config, paths, redo)
-    atomic_write_json(paths.root / POINT_RECORD, {"finetune_stage_key": dense_key})
+        stages.mlperf(config, paths, force)
     return config, paths, metrics
 
 
@@ -295,9 +283,9 @@ def run_sweep(
     for constraint in unique_constraints:
         for seed in unique_seeds:
             logger.info("sweep point: constraint %g, seed %d", constraint, seed)
-            dense_paths, dense_key = dense_models[seed]
+            dense_paths, _ = dense_models[seed]
             point_settings = {**overrides, **point_overrides(base, dense_paths, constraint, seed)}
-            _, paths, metrics = _run_point(experiment_file, point_settings, results_root, stages, force, dense_key)
+            _, paths, metrics = _run_point(experiment_file, point_settings, results_root, stages, force)
             points.append(_point_summary(constraint, seed, paths, metrics))
 
     record = {
