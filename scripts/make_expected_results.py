@@ -177,12 +177,12 @@ def measured_expected(sweep: dict, constraint: float, measured_on: datetime.date
     if len(seeds) < MIN_SEEDS:
         raise ValueError(
             f"the sweep of {name} has {len(seeds)} seed(s) at constraint {constraint:g}; at least {MIN_SEEDS} "
-            f"are needed: {sweep_command(name, constraint)}"
+            f"are needed: {sweep_command(name, [constraint])}"
         )
     if not sweep.get("finetune_each_seed"):
         logger.warning("the sweep of %s fine-tuned one dense model: the spread covers the calibration sample only", name)
 
-    command = sweep_command(name, constraint, seeds)
+    command = sweep_command(name, sweep["constraints"], seeds)
     source = Source(
         kind="measurement",
         reference=f"{command} (sweep.json, git {sweep['provenance']['git_commit'][:12]})",
@@ -221,10 +221,12 @@ def measured_expected(sweep: dict, constraint: float, measured_on: datetime.date
     )
 
 
-def sweep_command(name: str, constraint: float, seeds: list[int] | None = None) -> str:
+def sweep_command(name: str, constraints: list[float], seeds: list[int] | None = None) -> str:
+    """Return the sweep command line that measures `constraints` over `seeds` (by default MIN_SEEDS seeds)."""
+    constraint_list = " ".join(f"{constraint:g}" for constraint in constraints)
     seed_list = " ".join(map(str, seeds or range(MIN_SEEDS)))
     return (
-        f"python scripts/sweep.py --experiment experiments/{name}.yaml --constraints {constraint:g} "
+        f"python scripts/sweep.py --experiment experiments/{name}.yaml --constraints {constraint_list} "
         f"--seeds {seed_list} --finetune-each-seed"
     )
 
@@ -253,7 +255,7 @@ def write_measured(root: Path, results: Path, name: str) -> Path:
     experiment_file = REPOSITORY / "experiments" / f"{name}.yaml"
     constraint = load_config(experiment_file).prune.constraint
     if not sweep_path.is_file():
-        raise FileNotFoundError(f"{sweep_path} not found; run `{sweep_command(name, constraint)}` first")
+        raise FileNotFoundError(f"{sweep_path} not found; run `{sweep_command(name, [constraint])}` first")
     sweep = json.loads(sweep_path.read_text())
     measured_on = datetime.datetime.fromtimestamp(sweep_path.stat().st_mtime, tz=datetime.timezone.utc).date()
     path = root / f"{name}.yaml"

@@ -37,7 +37,7 @@ from bertprune.mlperf.harness import (
     user_conf_text,
 )
 from bertprune.mlperf.qsl import QuerySampleLibrary, SampleSet, padded_sample_set
-from bertprune.mlperf.run import MlperfLayout, Variant, write_user_conf, run_mlperf
+from bertprune.mlperf.run import CALIBRATION_MARGIN, MlperfLayout, Variant, run_mlperf, write_user_conf
 from bertprune.mlperf.sut import PADDING_LOGIT, OnnxRuntimeSut
 from bertprune.tasks import make_task
 
@@ -142,7 +142,8 @@ def test_run_mlperf_skips_when_up_to_date(squad_stage):
 
 def test_full_profile_calibrates_target_qps(squad_stage, tmp_path):
     config = dataclasses.replace(
-        squad_stage.config, mlperf=dataclasses.replace(squad_stage.config.mlperf, profile="full")
+        squad_stage.config,
+        mlperf=dataclasses.replace(squad_stage.config.mlperf, profile="full", calibration_seconds=0.5),
     )
     source = MlperfLayout(squad_stage.config, squad_stage.paths)
     layout = MlperfLayout(config, SimpleNamespace(mlperf=tmp_path / "mlperf"))
@@ -155,7 +156,9 @@ def test_full_profile_calibrates_target_qps(squad_stage, tmp_path):
     text = user_conf.read_text()
     assert f"bert.Offline.target_qps = {target_qps:.4f}" in text
     assert "min_duration" not in text
-    assert (layout.calibration_dir(variant) / SUMMARY_FILE).is_file()
+    first, second = (read_summary(layout.calibration_dir(variant) / run / SUMMARY_FILE) for run in ("run_1", "run_2"))
+    assert second["samples_per_second"] * CALIBRATION_MARGIN == pytest.approx(target_qps, rel=1e-6)
+    assert first["samples_per_second"] > 0
 
 
 def test_qa_export_uses_mlperf_names(squad_stage):

@@ -192,6 +192,7 @@ def _sweep_record(pruned_values, dense_values, constraint=0.6):
     ]
     return {
         "experiment": "default",
+        "constraints": [constraint],
         "finetune_each_seed": True,
         "points": points,
         "by_constraint": summarize_points([{**point, "kept_mac_fraction": constraint} for point in points]),

@@ -95,6 +95,8 @@ class EvalConfig:
 class MlperfConfig:
     profile: Literal["quick", "full"] = "quick"
     quick_query_count: int = 512
+    # Full profile: length of the calibration run that sets target_qps.
+    calibration_seconds: float = 30.0
     batch_size: int = 16
     intra_op_threads: int = 0
     int8: bool = False
@@ -234,6 +236,7 @@ def validate(config: ExperimentConfig) -> None:
     _require(finetune.checkpoint_every_steps > 0, "finetune.checkpoint_every_steps must be positive")
     _require(config.eval.batch_size > 0, f"eval.batch_size must be positive, got {config.eval.batch_size}")
     _require(config.mlperf.quick_query_count > 0, "mlperf.quick_query_count must be positive")
+    _require(config.mlperf.calibration_seconds > 0, "mlperf.calibration_seconds must be positive")
     _require(config.mlperf.batch_size > 0, "mlperf.batch_size must be positive")
     _require(config.mlperf.intra_op_threads >= 0, "mlperf.intra_op_threads must be >= 0 (0 lets ONNX Runtime choose)")
     if config.task.name == "tweets":

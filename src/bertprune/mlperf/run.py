@@ -9,7 +9,7 @@ accuracy log with the eval stage's post-processing. Below `results/<experiment>/
     <system>/<model>/Offline/performance/run_1/  LoadGen summary and detail logs
     <system>/<model>/Offline/accuracy/           LoadGen logs, mlperf_log_accuracy.json, accuracy.txt
     <system>/<model>/Offline/user.conf, measurements.json
-    calibration/<model>/                         the run that sets target_qps (full profile only)
+    calibration/<model>/run_1/, run_2/           the runs that set target_qps (full profile only)
     model_mapping.json, systems/<system>.json, samples.npz, summary.json
 
 summary.json is written last and carries the stage key, so an interrupted run starts again.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import os
 import platform
 import shutil
@@ -199,22 +200,48 @@ def onnx_file_hashes(path: str | Path) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _calibrated_target_qps(config: ExperimentConfig, layout: MlperfLayout, variant: Variant, samples: SampleSet) -> float:
-    """Measure samples per second in a quick performance run, the target_qps of a full run."""
-    folder = layout.calibration_dir(variant)
-    if folder.exists():
-        shutil.rmtree(folder)
+# A full run's target_qps is the calibrated throughput times this margin. LoadGen's one Offline
+# query holds 1.1 x min_duration x target_qps samples, so a target more than 9% below the real
+# throughput ends the run before min_duration (INVALID), while a higher target lengthens it.
+CALIBRATION_MARGIN = 1.05
+
+
+def _calibration_run(
+    config: ExperimentConfig, layout: MlperfLayout, variant: Variant, samples: SampleSet, folder: Path, query_count: int
+) -> float:
+    """Run one quick performance run of `query_count` samples in `folder` and return its samples per second."""
     user_conf = folder / "user.conf"
-    atomic_write_text(
-        user_conf,
-        user_conf_text(profile="quick", sample_count=len(samples), query_count=config.mlperf.quick_query_count),
-    )
+    atomic_write_text(user_conf, user_conf_text(profile="quick", sample_count=len(samples), query_count=query_count))
     run_loadgen(_spec(config, layout, variant, user_conf, performance_dir=folder, accuracy_dir=None))
     measured = read_summary(folder / SUMMARY_FILE)["samples_per_second"]
     if not measured:
         raise RuntimeError(f"the calibration run in {folder} reported no samples per second")
-    logger.info("calibration of %s: %.2f samples/s, used as target_qps", layout.model_name(variant), measured)
     return measured
+
+
+def _calibrated_target_qps(config: ExperimentConfig, layout: MlperfLayout, variant: Variant, samples: SampleSet) -> float:
+    """Measure the throughput that sets target_qps of a full run.
+
+    A quick run of `quick_query_count` samples gives a first estimate, which sizes a second run
+    of about `calibration_seconds`. The target is the second run's throughput times
+    CALIBRATION_MARGIN.
+    """
+    folder = layout.calibration_dir(variant)
+    if folder.exists():
+        shutil.rmtree(folder)
+    first = _calibration_run(config, layout, variant, samples, folder / "run_1", config.mlperf.quick_query_count)
+    query_count = max(config.mlperf.quick_query_count, math.ceil(first * config.mlperf.calibration_seconds))
+    measured = _calibration_run(config, layout, variant, samples, folder / "run_2", query_count)
+    target_qps = measured * CALIBRATION_MARGIN
+    logger.info(
+        "calibration of %s: %.2f samples/s over %d samples (first estimate %.2f), target_qps %.2f",
+        layout.model_name(variant),
+        measured,
+        query_count,
+        first,
+        target_qps,
+    )
+    return target_qps
 
 
 def _spec(
