@@ -1,6 +1,7 @@
 """The sweep's orchestration, summary and plots, with fast stand-ins for the fine-tune, prune and eval stages."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -45,11 +46,11 @@ class FakeStages:
 
     def evaluate(self, config, paths, force):
         constraint, seed = config.prune.constraint, config.seed
-        pruned = 80.0 + 10.0 * constraint + 0.5 * seed
+        dense, pruned = 89.5 + 0.5 * seed, 80.0 + 10.0 * constraint + 0.5 * seed
         record = {
-            "dense": {"metric": {"name": "accuracy", "value": 90.0}},
+            "dense": {"metric": {"name": "accuracy", "value": dense}},
             "pruned": {"metric": {"name": "accuracy", "value": pruned}},
-            "metric_drop": 90.0 - pruned,
+            "metric_drop": dense - pruned,
             "kept_mac_fraction": constraint - 0.001,
             "kept_parameter_fraction": constraint,
             "sanity": {"masked_vs_sliced_max_abs_diff": 1e-6},
@@ -102,6 +103,7 @@ def test_sweep_finetunes_each_seed(sweep_setup):
     assert sources["tiny/sweep/c0.7-s0"] == str((results_root / "tiny" / "finetuned").resolve())
     assert sources["tiny/sweep/c0.7-s2"] == str((results_root / "tiny" / "sweep" / "dense-s2" / "finetuned").resolve())
     assert record["finetune_each_seed"]
+    assert record["dense_metric"]["std"] == pytest.approx(0.5)  # one value per seed: 89.5, 90.0, 90.5
     assert len(set(record["finetune_stage_keys"].values())) == 3
 
 
@@ -116,6 +118,9 @@ def test_sweep_summary_and_plots(sweep_setup):
     assert first["pruned_metric"]["std"] == pytest.approx(0.5)
     metric_plot = folder / "metric_vs_macs.png"
     assert metric_plot.read_bytes()[:8] == PNG_SIGNATURE
+    umask = os.umask(0)
+    os.umask(umask)
+    assert metric_plot.stat().st_mode & 0o777 == 0o666 & ~umask
     assert record["plots"] == [str(metric_plot)]
     assert not (folder / "throughput.png").exists()
 
@@ -129,7 +134,7 @@ def test_sweep_plots_throughput_from_summaries(sweep_setup):
         "settings": {"profile": "quick"},
         "variants": {
             name: {"model_name": f"x-{name}", "samples_per_second": speed, "onnx": {"path": "model.onnx"}}
-            for name, speed in (("dense", 100.0), ("pruned", 150.0))
+            for name, speed in (("dense", 100.0), ("pruned", 150.0), ("dense-int8", 200.0), ("pruned-int8", 320.0))
         },
         "throughput_ratio": {"pruned_over_dense": 1.5, "ideal_from_macs": 2.0},
     }

@@ -13,15 +13,14 @@ fine-tuned model), so the spread over seeds covers fine-tuning as well as the ca
 `sweep.json` contains every point's numbers and the per-constraint mean and spread over seeds;
 `metric_vs_macs.png` plots the task metric against the fraction of encoder MACs kept, with the
 expected curve of `expected_results/<experiment>.yaml` when it has one; `throughput.png` plots
-LoadGen samples per second of the dense and the pruned model for points with an MLPerf summary.
+LoadGen samples per second of the dense and the pruned models against the same axis, with the
+MAC-ideal throughput, for points with an MLPerf summary.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import statistics
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -30,7 +29,7 @@ from bertprune.compare_inputs import read_mlperf_summary
 from bertprune.config import ConfigError, ExperimentConfig, load_config
 from bertprune.experiment import ExperimentPaths, finetune_key
 from bertprune.expected import ExpectedResults, expected_results_path, load_expected
-from bertprune.provenance import atomic_write_json, provenance
+from bertprune.provenance import atomic_write, atomic_write_json, provenance
 
 logger = logging.getLogger(__name__)
 
@@ -144,15 +143,8 @@ def summarize_points(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _save_figure(figure, path: Path) -> None:
-    """Save a matplotlib figure through a temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(handle)
-    try:
-        figure.savefig(temporary, dpi=120, bbox_inches="tight")
-        os.replace(temporary, path)
-    finally:
-        Path(temporary).unlink(missing_ok=True)
+    """Save a matplotlib figure as PNG through a temporary file and a rename."""
+    atomic_write(path, lambda file: figure.savefig(file, format="png", dpi=120, bbox_inches="tight"))
 
 
 def plot_metric_vs_macs(record: dict[str, Any], expected: ExpectedResults | None, path: Path) -> None:
@@ -186,7 +178,7 @@ def plot_metric_vs_macs(record: dict[str, Any], expected: ExpectedResults | None
         color="tab:blue",
         label="pruned, mean ± std over seeds",
     )
-    dense = _spread([point["dense_metric"] for point in points])
+    dense = record["dense_metric"]
     axes.errorbar([1.0], [dense["mean"]], yerr=[dense["std"]], fmt="s", capsize=4, color="black", label="dense")
     if expected is not None and expected.curve:
         curve = sorted(expected.curve, key=lambda point: point.constraint)
@@ -208,9 +200,12 @@ def plot_metric_vs_macs(record: dict[str, Any], expected: ExpectedResults | None
 
 
 def plot_throughput(points: list[dict[str, Any]], path: Path) -> bool:
-    """Plot LoadGen samples per second of each variant for the points with an MLPerf summary.
+    """Plot LoadGen samples per second against the fraction of encoder MACs kept.
 
-    Returns False, and writes nothing, when no point has one.
+    Per precision (fp32, and int8 when measured) the plot shows each seed's pruned model, the
+    mean and standard deviation over seeds per constraint, the dense model's runs at 1.0, and the
+    MAC-ideal throughput (dense divided by the fraction kept). Returns False, and writes nothing,
+    when no point has an MLPerf summary.
     """
     measured = [point for point in points if point.get("mlperf")]
     if not measured:
@@ -220,17 +215,51 @@ def plot_throughput(points: list[dict[str, Any]], path: Path) -> bool:
     matplotlib.use("Agg")
     from matplotlib import pyplot
 
-    labels = [f"c{point['constraint']:g} s{point['seed']}" for point in measured]
-    variants = sorted({name for point in measured for name in point["mlperf"]["samples_per_second"]})
-    width = 0.8 / len(variants)
-    figure, axes = pyplot.subplots(figsize=(max(5, 1.2 * len(measured)), 4))
-    for index, variant in enumerate(variants):
-        values = [point["mlperf"]["samples_per_second"].get(variant) or 0.0 for point in measured]
-        positions = [position + (index - (len(variants) - 1) / 2) * width for position in range(len(measured))]
-        axes.bar(positions, values, width=width, label=variant)
-    axes.set_xticks(range(len(measured)), labels)
+    figure, axes = pyplot.subplots(figsize=(6, 4))
+    fractions = sorted({point["kept_mac_fraction"] for point in measured})
+    for suffix, color in (("", "tab:blue"), ("-int8", "tab:green")):
+        dense_name, pruned_name = f"dense{suffix}", f"pruned{suffix}"
+        speeds = [point["mlperf"]["samples_per_second"] for point in measured]
+        if not any(speed.get(pruned_name) for speed in speeds):
+            continue
+        label = "int8" if suffix else "fp32"
+        pruned = [(point["kept_mac_fraction"], speed[pruned_name]) for point, speed in zip(measured, speeds) if speed.get(pruned_name)]
+        axes.scatter(*zip(*pruned), s=12, alpha=0.4, color=color, label=f"pruned {label}, each seed")
+
+        groups = []
+        for constraint in sorted({point["constraint"] for point in measured}):
+            group = [point for point in measured if point["constraint"] == constraint and point["mlperf"]["samples_per_second"].get(pruned_name)]
+            if group:
+                fraction = statistics.mean(point["kept_mac_fraction"] for point in group)
+                groups.append((fraction, _spread([point["mlperf"]["samples_per_second"][pruned_name] for point in group])))
+        axes.errorbar(
+            [fraction for fraction, _ in groups],
+            [spread["mean"] for _, spread in groups],
+            yerr=[spread["std"] for _, spread in groups],
+            fmt="o-",
+            capsize=4,
+            color=color,
+            label=f"pruned {label}, mean ± std over seeds",
+        )
+
+        dense = _spread([speed[dense_name] for speed in speeds if speed.get(dense_name)])
+        axes.errorbar(
+            [1.0], [dense["mean"]], yerr=[dense["std"]], fmt="s", capsize=4, color="black", markerfacecolor=color,
+            label=f"dense {label}, mean ± std",
+        )
+        ideal_fractions = [*fractions, 1.0]
+        axes.plot(
+            ideal_fractions,
+            [dense["mean"] / fraction for fraction in ideal_fractions],
+            ":",
+            color=color,
+            label=f"MAC-ideal {label} (dense / fraction kept)",
+        )
+    axes.set_xlabel("fraction of dense encoder MACs kept")
     axes.set_ylabel("LoadGen Offline samples per second")
+    axes.set_ylim(bottom=0)
     axes.set_title("dense vs pruned throughput")
+    axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     _save_figure(figure, path)
     pyplot.close(figure)
@@ -297,7 +326,8 @@ def run_sweep(
         "finetune_stage_keys": {str(seed): key for seed, (_, key) in dense_models.items()},
         "points": points,
         "by_constraint": summarize_points(points),
-        "dense_metric": _spread([point["dense_metric"] for point in points]),
+        # One dense value per seed: every constraint of a seed evaluates the same dense model.
+        "dense_metric": _spread([point["dense_metric"] for point in points if point["constraint"] == unique_constraints[0]]),
         "plots": [],
         "provenance": provenance({}),
     }
