@@ -201,7 +201,7 @@ def onnx_file_hashes(path: str | Path) -> dict[str, str]:
 
 
 # A full run's target_qps is the calibrated throughput times this margin. LoadGen's one Offline
-# query holds 1.1 x min_duration x target_qps samples, so a target more than 9% below the real
+# query contains 1.1 x min_duration x target_qps samples, so a target more than 9% below the real
 # throughput ends the run before min_duration (INVALID), while a higher target lengthens it.
 # The pruned default model ran 12% faster over 617 s than in its 30 s calibration.
 CALIBRATION_MARGIN = 1.10
