@@ -320,6 +320,7 @@ def test_unpruned_pytorch_reported(experiment, dense_format):
     assert f"{paths.pruned_model} is unpruned: it has as many parameters as the dense model" in row["detail"]
     assert rows["kept MACs within constraint"]["status"] == FAIL
     assert rows["pruned model is the one evaluated"]["status"] == FAIL
+    assert f"make all EXPERIMENT={NAME} RESULTS={paths.root.parent} FORCE=prune" in rows["pruned model is the one evaluated"]["detail"]
 
 
 def test_metric_out_of_tolerance_fails_one_row(experiment):

@@ -17,6 +17,7 @@ from tiny_mlperf import (
 )
 
 from bertprune.config import ExperimentConfig, MlperfConfig, ModelConfig, TaskConfig
+from bertprune.experiment import ExperimentPaths
 from bertprune.export import (
     ExportMismatchError,
     check_parameter_count,
@@ -138,6 +139,21 @@ def test_run_mlperf_skips_when_up_to_date(squad_stage):
     record = run_mlperf(squad_stage.config, squad_stage.paths)
     assert layout.summary.stat().st_mtime_ns == modified
     assert record["stage_key"] == squad_stage.record["stage_key"]
+
+
+def test_forced_run_removes_old_summary_and_comparison(squad_stage, tmp_path, monkeypatch):
+    shutil.copytree(squad_stage.paths.root, tmp_path / squad_stage.config.name)
+    paths = ExperimentPaths(squad_stage.config, tmp_path)
+    paths.compare_report.write_text("compare tiny/squad: PASS")
+
+    def interrupted_export(*arguments, **options):
+        raise RuntimeError("export interrupted")
+
+    monkeypatch.setattr("bertprune.mlperf.run.export_variants", interrupted_export)
+    with pytest.raises(RuntimeError, match="export interrupted"):
+        run_mlperf(squad_stage.config, paths, force=True)
+    assert not paths.mlperf_summary.exists()
+    assert not paths.compare_report.exists()
 
 
 def test_full_profile_calibrates_target_qps(squad_stage, tmp_path):

@@ -247,8 +247,10 @@ def test_forced_prune_invalidates_later_stages(classification_experiment):
     run_eval(config, paths)
     paths.mlperf_summary.parent.mkdir(parents=True)
     paths.mlperf_summary.write_text("{}")
+    paths.compare_report.write_text("compare tiny: PASS")
 
     run_prune(config, paths, force=True)
     assert not paths.metrics.exists()
     assert not paths.mlperf_summary.exists()
+    assert not paths.compare_report.exists()
     assert paths.prune_record.exists()

@@ -248,7 +248,7 @@ def check_kept_macs(inputs: CompareInputs) -> list[Row]:
     if metrics is not None and not math.isclose(metrics["kept_mac_fraction"], kept, rel_tol=1e-9):
         detail = (
             f"metrics.json reports {metrics['kept_mac_fraction']:.4g} but the pruned model's weights give "
-            f"{kept:.4g}, so metrics.json describes another model; run `{inputs.make('eval')} ARGS=--force`"
+            f"{kept:.4g}, so metrics.json describes another model; run `{inputs.rerun('eval')}`"
         )
         return [Row(check, FAIL, format_number(kept), bound.describe(), detail, value=kept)]
     detail = (
@@ -287,7 +287,7 @@ def _pruned_model_problems(inputs: CompareInputs, structure: ModelStructure) -> 
     if metrics is not None:
         recorded = (metrics["pruned"]["heads_per_layer"], metrics["pruned"]["neurons_per_layer"])
         if recorded != (structure.heads_per_layer, structure.neurons_per_layer):
-            make = inputs.make("eval") + " ARGS=--force"
+            make = inputs.rerun("eval")
             problems.append(f"metrics.json describes other kept units than the model holds; run `{make}`")
     try:
         load_pruned_model(structure.folder)
@@ -328,13 +328,13 @@ def check_pruned_model_hash(inputs: CompareInputs) -> list[Row]:
     check = "pruned model is the one evaluated"
     recorded = inputs.metrics.get("provenance", {}).get("inputs_sha256", {}).get("pruned_model")
     if recorded is None:
-        detail = f"metrics.json records no pruned_model hash; run `{inputs.make('eval')} ARGS=--force`"
+        detail = f"metrics.json records no pruned_model hash; run `{inputs.rerun('eval')}`"
         return [Row(check, FAIL, detail=detail)]
     current = sha256_tree(inputs.paths.pruned_model)
     if current != recorded:
         detail = (
             f"{inputs.paths.pruned_model} changed after evaluation (its sha256 differs from the one in "
-            f"metrics.json); run `{inputs.make('eval')} ARGS=--force`"
+            f"metrics.json); run `{inputs.rerun('prune')}`"
         )
         return [Row(check, FAIL, current[:12], recorded[:12], detail)]
     detail = "sha256 of the pruned folder equals the one in metrics.json"
@@ -368,7 +368,7 @@ def _export_mismatches(inputs: CompareInputs, dense, pruned) -> list[str]:
         if abs(onnx_file.parameters - parameters) > allowed:
             problems.append(
                 f"{onnx_file.path} has {onnx_file.parameters:,} parameters but {model} has {parameters:,}, so it is "
-                f"not an export of that model; run `{inputs.make('mlperf')} ARGS=--force`"
+                f"not an export of that model; run `{inputs.rerun('mlperf')}`"
             )
     return problems
 
@@ -415,7 +415,7 @@ def check_onnx_unchanged(inputs: CompareInputs, variant: str) -> list[Row]:
     if changed:
         detail = (
             f"{', '.join(changed)} in {entry.onnx_file.parent} differ from the files that LoadGen ran "
-            f"(sha256 in the MLPerf summary); run `{inputs.make('mlperf')} ARGS=--force`"
+            f"(sha256 in the MLPerf summary); run `{inputs.rerun('mlperf')}`"
         )
         return [Row(check, FAIL, "changed", detail=detail)]
     detail = f"sha256 of {entry.onnx_file} and its external data match the MLPerf summary"
@@ -470,7 +470,7 @@ def check_loadgen_accuracy(inputs: CompareInputs, variant: str) -> list[Row]:
     if entry.eval_metric is not None and not same_number(entry.eval_metric, eval_value):
         detail = (
             f"the MLPerf summary compares with eval metric {entry.eval_metric:.4g}, metrics.json has "
-            f"{eval_value:.4g}; run `{inputs.make('mlperf')} ARGS=--force`"
+            f"{eval_value:.4g}; run `{inputs.rerun('mlperf')}`"
         )
         return [Row(check, FAIL, format_number(entry.accuracy_metric), format_number(eval_value), detail)]
     if variant in INT8_VARIANTS:
@@ -660,10 +660,10 @@ def run_compare(
         "rows": [asdict(row) for row in rows],
         "provenance": provenance({"expected_results": expected_hash}),
     }
-    atomic_write_json(paths.root / "compare.json", record)
+    atomic_write_json(paths.compare_record, record)
     markdown = f"# Comparison of {config.name}\n\n{format_table(rows, 'github')}\n\n{line}\n"
-    atomic_write_text(paths.root / "compare.md", markdown)
+    atomic_write_text(paths.compare_report, markdown)
     print(format_table(rows, "simple", detail_width=70))
     print(line)
-    logger.info("%s; wrote %s and %s", line, paths.root / "compare.md", paths.root / "compare.json")
+    logger.info("%s; wrote %s and %s", line, paths.compare_report, paths.compare_record)
     return record

@@ -264,12 +264,16 @@ class CompareInputs:
             command += f" RESULTS={results_root}"
         return command
 
+    def rerun(self, stage: str) -> str:
+        """Return the make command that runs `stage` and every later stage again, reusing the earlier ones."""
+        return f"{self.make('all')} FORCE={stage}"
+
     def _record(self, path: Path, target: str) -> dict[str, Any]:
         if not path.is_file():
             raise MissingInput(path, self.make(target))
         record = read_record(path)
         if record is None:
-            raise MissingInput(path, self.make(target) + " ARGS=--force", problem="is not valid JSON")
+            raise MissingInput(path, self.rerun(target), problem="is not valid JSON")
         return record
 
     @cached_property
@@ -311,7 +315,7 @@ class CompareInputs:
     def variant(self, name: str) -> LoadgenVariant:
         variant = self.mlperf.variants.get(name)
         if variant is None:
-            make = self.make("mlperf") + " ARGS=--force"
+            make = self.rerun("mlperf")
             raise MissingInput(self.mlperf_summary_path, make, problem=f"has no variant {name!r}")
         return variant
 

@@ -40,6 +40,8 @@ class ExperimentPaths:
         self.metrics = self.root / "metrics.json"
         self.mlperf = self.root / "mlperf"
         self.mlperf_summary = self.mlperf / "summary.json"
+        self.compare_record = self.root / "compare.json"
+        self.compare_report = self.root / "compare.md"
 
     def downstream_records(self, stage: str) -> list[Path]:
         """Return the records of the stages that consume `stage`'s outputs, nearest first."""
@@ -50,7 +52,8 @@ class ExperimentPaths:
             ("mlperf", self.mlperf_summary),
         ]
         names = [name for name, _ in order]
-        return [path for _, path in order[names.index(stage) + 1 :]]
+        # The comparison reads every stage's outputs, so any new output makes it stale.
+        return [path for _, path in order[names.index(stage) + 1 :]] + [self.compare_record, self.compare_report]
 
 
 def dense_model_source(config: ExperimentConfig, paths: ExperimentPaths) -> str:

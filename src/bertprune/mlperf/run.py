@@ -30,7 +30,15 @@ from typing import Any
 from tabulate import tabulate
 
 from bertprune.config import ExperimentConfig
-from bertprune.experiment import ExperimentPaths, eval_key, is_up_to_date, prune_key, require_record, stage_key
+from bertprune.experiment import (
+    ExperimentPaths,
+    eval_key,
+    invalidate_downstream,
+    is_up_to_date,
+    prune_key,
+    require_record,
+    stage_key,
+)
 from bertprune.export import (
     ExportReport,
     check_parameter_count,
@@ -472,6 +480,9 @@ def run_mlperf(config: ExperimentConfig, paths: ExperimentPaths, force: bool = F
     prune_record = require_record(paths.prune_record, prune_key(config), "prune")
     eval_record = require_record(paths.metrics, eval_key(config), "eval")
     dense_source = prune_record["dense_model"]
+    # A summary.json left by an earlier run would otherwise describe the files replaced below.
+    layout.summary.unlink(missing_ok=True)
+    invalidate_downstream(paths, "mlperf")
 
     tokenizer = load_tokenizer(dense_source)
     task = make_task(config, tokenizer)
