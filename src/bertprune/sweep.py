@@ -351,7 +351,7 @@ def _finetune_dense_models(
     force: bool,
     finetune_each_seed: bool,
 ) -> dict[int, tuple[ExperimentPaths, str | None]]:
-    """Fine-tune the dense model(s) the points prune; return, per seed, its experiment paths and stage key."""
+    """Fine-tune the dense models that the points prune, and return each seed's experiment paths and stage key."""
     base_paths = ExperimentPaths(base, results_root)
     if not base.finetune.enabled:
         return {seed: (base_paths, None) for seed in seeds}
