@@ -36,6 +36,7 @@ from bertprune.mlperf.harness import (
     read_summary,
     run_loadgen,
     user_conf_text,
+    warm_up,
 )
 from bertprune.mlperf.qsl import QuerySampleLibrary, SampleSet, padded_sample_set
 from bertprune.mlperf.run import CALIBRATION_MARGIN, MlperfLayout, Variant, run_mlperf, write_user_conf
@@ -314,6 +315,15 @@ def test_sut_trimming_keeps_question_answering_logits(squad_stage):
     np.testing.assert_allclose(trimmed, full, atol=1e-4)
     padding = ~samples.inputs["attention_mask"].astype(bool)
     assert np.all(trimmed[padding] == PADDING_LOGIT)
+
+
+def test_warm_up_runs_longest_batch(squad_stage):
+    layout = MlperfLayout(squad_stage.config, squad_stage.paths)
+    samples = SampleSet.load(layout.samples)
+    sut = OnnxRuntimeSut(layout.onnx_model(Variant("pruned", False)), QuerySampleLibrary(samples), batch_size=4)
+    batch = warm_up(sut)
+    assert len(batch) == 4
+    assert samples.lengths[batch].min() >= np.sort(samples.lengths)[-4]
 
 
 def test_sut_failure_completes_every_sample(squad_stage, monkeypatch):

@@ -28,7 +28,7 @@ import mlperf_loadgen as lg
 import numpy as np
 
 from bertprune.mlperf.qsl import QuerySampleLibrary, SampleSet
-from bertprune.mlperf.sut import OnnxRuntimeSut
+from bertprune.mlperf.sut import OnnxRuntimeSut, length_sorted_batches
 
 logger = logging.getLogger(__name__)
 
@@ -147,6 +147,19 @@ def _log_settings(outdir: str) -> lg.LogSettings:
     return settings
 
 
+def warm_up(sut: OnnxRuntimeSut) -> np.ndarray:
+    """Run the batch of the longest samples once, untimed, and return its sample indices.
+
+    ONNX Runtime's first run and its memory for the largest input shape then fall outside the
+    timed window. The first batch of an Offline query is this batch, so a warm-up on other samples
+    left that cost inside: the pruned BERT-base model ran 5% below a bare loop with it and level
+    without it.
+    """
+    batch = length_sorted_batches(sut.samples.lengths, sut.batch_size)[0]
+    sut.run_batch(batch)
+    return batch
+
+
 def run_worker(spec: HarnessSpec) -> None:
     """Load the settings once and run the requested modes. Call it only in a fresh process."""
     if Path(AUDIT_CONFIG).exists():
@@ -161,8 +174,7 @@ def run_worker(spec: HarnessSpec) -> None:
         trim_padding=spec.trim_padding,
         show_progress=spec.show_progress,
     )
-    # One untimed batch, so that ONNX Runtime's first-run initialisation is not measured.
-    sut.run_batch(np.arange(min(spec.batch_size, len(samples))))
+    warm_up(sut)
 
     settings = lg.TestSettings()
     status = settings.FromConfig(spec.user_conf, LOADGEN_MODEL, LOADGEN_SCENARIO)
