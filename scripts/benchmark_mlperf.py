@@ -85,8 +85,10 @@ class VariantResult:
     @property
     def loadgen_result(self) -> str | None:
         """LoadGen result: VALID when every repeat was VALID, else the first other result."""
+        if not self.loadgen_results:
+            return None
         others = [result for result in self.loadgen_results if result != "VALID"]
-        return (others[0] if others else "VALID") if self.loadgen_results else None
+        return others[0] if others else "VALID"
 
     @property
     def bare_samples_per_second(self) -> float | None:

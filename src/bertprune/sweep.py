@@ -217,21 +217,21 @@ def plot_throughput(points: list[dict[str, Any]], path: Path) -> bool:
 
     figure, axes = pyplot.subplots(figsize=(6, 4))
     fractions = sorted({point["kept_mac_fraction"] for point in measured})
+    speeds = [point["mlperf"]["samples_per_second"] for point in measured]
     for suffix, color in (("", "tab:blue"), ("-int8", "tab:green")):
-        dense_name, pruned_name = f"dense{suffix}", f"pruned{suffix}"
-        speeds = [point["mlperf"]["samples_per_second"] for point in measured]
-        if not any(speed.get(pruned_name) for speed in speeds):
+        dense_variant, pruned_variant = f"dense{suffix}", f"pruned{suffix}"
+        if not any(speed.get(pruned_variant) for speed in speeds):
             continue
         label = "int8" if suffix else "fp32"
-        pruned = [(point["kept_mac_fraction"], speed[pruned_name]) for point, speed in zip(measured, speeds) if speed.get(pruned_name)]
+        pruned = [(point["kept_mac_fraction"], speed[pruned_variant]) for point, speed in zip(measured, speeds) if speed.get(pruned_variant)]
         axes.scatter(*zip(*pruned), s=12, alpha=0.4, color=color, label=f"pruned {label}, each seed")
 
         groups = []
         for constraint in sorted({point["constraint"] for point in measured}):
-            group = [point for point in measured if point["constraint"] == constraint and point["mlperf"]["samples_per_second"].get(pruned_name)]
+            group = [point for point in measured if point["constraint"] == constraint and point["mlperf"]["samples_per_second"].get(pruned_variant)]
             if group:
                 fraction = statistics.mean(point["kept_mac_fraction"] for point in group)
-                groups.append((fraction, _spread([point["mlperf"]["samples_per_second"][pruned_name] for point in group])))
+                groups.append((fraction, _spread([point["mlperf"]["samples_per_second"][pruned_variant] for point in group])))
         axes.errorbar(
             [fraction for fraction, _ in groups],
             [spread["mean"] for _, spread in groups],
@@ -242,7 +242,7 @@ def plot_throughput(points: list[dict[str, Any]], path: Path) -> bool:
             label=f"pruned {label}, mean ± std over seeds",
         )
 
-        dense = _spread([speed[dense_name] for speed in speeds if speed.get(dense_name)])
+        dense = _spread([speed[dense_variant] for speed in speeds if speed.get(dense_variant)])
         axes.errorbar(
             [1.0], [dense["mean"]], yerr=[dense["std"]], fmt="s", capsize=4, color="black", markerfacecolor=color,
             label=f"dense {label}, mean ± std",
@@ -360,9 +360,10 @@ def _finetune_dense_models(
         config = base
         if seed != base.seed:
             config = load_config(experiment_file, {**overrides, "seed": seed, "name": dense_name(base.name, seed)})
-        logger.info("sweep dense model: seed %d in %s", seed, ExperimentPaths(config, results_root).root)
-        stages.finetune(config, ExperimentPaths(config, results_root), force)
-        dense_models[seed] = (ExperimentPaths(config, results_root), finetune_key(config))
+        paths = ExperimentPaths(config, results_root)
+        logger.info("sweep dense model: seed %d in %s", seed, paths.root)
+        stages.finetune(config, paths, force)
+        dense_models[seed] = (paths, finetune_key(config))
     if not finetune_each_seed:
         return {seed: dense_models[base.seed] for seed in seeds}
     return dense_models
